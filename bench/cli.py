@@ -1,0 +1,237 @@
+"""Command line: subcommands, and the only place that prints errors and chooses exit codes."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shlex
+import sys
+from datetime import datetime, timezone
+from pathlib import Path
+
+from bench.errors import BenchError, UsageError
+
+EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_REGRESSION = 0, 1, 2, 3
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # type: ignore[override]
+        raise UsageError(f"{message} (see 'python -m bench {self.prog.split()[-1]} --help')")
+
+
+def _csv(text: str) -> list[str]:
+    return [t.strip() for t in text.split(",") if t.strip()]
+
+
+def _scales(text: str) -> list[int]:
+    out = []
+    for t in _csv(text):
+        if not t.isdigit() or not 2 <= int(t) <= 8:
+            raise UsageError(f"unsupported scale {t!r}; scales are integers 2..8, e.g. --scales 2,3,4")
+        out.append(int(t))
+    return out
+
+
+def _sizes(text: str) -> list[tuple[int, int]]:
+    out = []
+    for t in _csv(text):
+        w, _, h = t.lower().partition("x")
+        if not (w.isdigit() and h.isdigit()) or int(w) < 1 or int(h) < 1:
+            raise UsageError(f"bad size {t!r}; give WIDTHxHEIGHT of the HR output, e.g. --sizes 1280x720,1920x1080")
+        out.append((int(h), int(w)))
+    return out
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = _Parser(prog="python -m bench", description="Single-image super-resolution benchmark (srbench).")
+    p.add_argument("--traceback", action="store_true", help="show the full traceback on errors")
+    sub = p.add_subparsers(dest="command", parser_class=_Parser, required=True)
+
+    ls = sub.add_parser("list", help="list methods or datasets")
+    ls.add_argument("what", nargs="?", choices=["methods", "datasets"], default=None)
+
+    fe = sub.add_parser("fetch", help="download and verify datasets into the cache")
+    fe.add_argument("names", nargs="+")
+
+    r = sub.add_parser("run", help="benchmark methods on datasets")
+    r.add_argument("--methods", default="all", help="'all' or comma-separated names (dir:PATH for stored outputs)")
+    r.add_argument("--datasets", default=None, help="comma-separated names or folders (default set5,set14)")
+    r.add_argument("--scales", default="2,3,4")
+    r.add_argument("--pass", dest="passes", default="quality,latency", help="quality, latency or both")
+    r.add_argument("--protocol", default="paper", help="paper (default), legacy-y, rgb, ntire")
+    r.add_argument("--channel", default=None, choices=["y", "rgb"], help="override the protocol's channel")
+    r.add_argument("--shave", default=None, help="override the border: an integer, 'scale' or 'scale+N'")
+    r.add_argument("--device", default="auto", help="auto, cpu or cuda")
+    r.add_argument("--sizes", default="1280x720", help="latency: HR output sizes WxH, comma-separated")
+    r.add_argument("--out", default=None, help="run folder (default reports/runs/<timestamp>)")
+    r.add_argument("--save-images", default="some", choices=["none", "some", "all"],
+                   help="SR images to keep for the visual comparison (some: 2 per dataset and scale)")
+    r.add_argument("--no-report", action="store_true", help="skip report.md/report.html")
+    r.add_argument("--resume", default=None, metavar="RUN_DIR", help="continue a run: compute only missing cells")
+    r.add_argument("--no-progress", action="store_true")
+
+    rep = sub.add_parser("report", help="(re)write report.md/report.html of a run folder")
+    rep.add_argument("run_dir")
+    rep.add_argument("--crop", default=None, help="DATASET/IMAGE/xS@Y,X,SIZE for the visual comparison")
+
+    ch = sub.add_parser("check", help="compare a run with a committed baseline; exit 3 on regression")
+    ch.add_argument("run_dir")
+    ch.add_argument("--baseline", default=None)
+    ch.add_argument("--tolerance", default="psnr=0.01,ssim=0.0005")
+    ch.add_argument("--per-image", action="store_true")
+    ch.add_argument("--update-baseline", action="store_true")
+
+    tr = sub.add_parser("train", help="train a learned method (weights + model card)")
+    try:
+        from bench.train import add_train_arguments
+
+        add_train_arguments(tr)
+    except ImportError:  # training needs torch; the rest of the CLI does not
+        tr.add_argument("method")
+    return p
+
+
+def _cmd_list(args: argparse.Namespace) -> int:
+    from bench.data import _manifests, list_datasets
+    from bench.registry import list_methods
+
+    if args.what in (None, "methods"):
+        print("methods: " + ", ".join(list_methods()) + " (and dir:PATH for stored SR images)")
+    if args.what in (None, "datasets"):
+        manifests = _manifests()
+        for name in list_datasets():
+            m = manifests.get(name, {"display": "scikit-image sample images (always available)", "role": "evaluation"})
+            print(f"{name:12s} {m.get('role', ''):10s} {m['display']}")
+    return EXIT_OK
+
+
+def _cmd_fetch(args: argparse.Namespace) -> int:
+    from bench.data import open_dataset
+
+    for name in args.names:
+        ds = open_dataset(name)
+        n = sum(1 for _ in ds.images())  # decodes and verifies every file
+        print(f"{name}: {n} images verified ({ds.origin}: {ds.files[0][1].parent})")
+    return EXIT_OK
+
+
+def _method_list(text: str) -> list[str]:
+    from bench.registry import list_methods
+
+    names = _csv(text)
+    if names == ["all"]:
+        return list_methods()
+    return names
+
+
+def _cmd_run(args: argparse.Namespace, argv: list[str]) -> int:
+    from bench.registry import create_method, list_methods
+    from bench.runner import DEFAULT_DATASETS, RunRequest, run
+
+    methods = _method_list(args.methods)
+    if not methods:
+        raise UsageError("no methods given; use --methods all or e.g. --methods bicubic,srcnn")
+    known = list_methods()
+    for m in methods:
+        if not m.startswith("dir:") and m not in known:
+            create_method(m, scale=2, device="cpu")  # raises the did-you-mean error
+    passes = _csv(args.passes)
+    out = Path(args.resume or args.out or Path("reports/runs") / datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S"))
+    req = RunRequest(
+        methods=methods,
+        datasets=_csv(args.datasets) if args.datasets else list(DEFAULT_DATASETS),
+        datasets_defaulted=args.datasets is None,
+        scales=_scales(args.scales),
+        passes=passes,
+        protocol=args.protocol,
+        channel=args.channel,
+        shave=args.shave,
+        device=args.device,
+        out=out,
+        sizes=_sizes(args.sizes),
+        save_images=args.save_images,
+        report=not args.no_report,
+        resume=args.resume is not None,
+        command="python -m bench " + " ".join(shlex.quote(a) for a in argv),
+    )
+    outcome = run(req, progress=not args.no_progress and sys.stderr.isatty())
+    if not outcome.summary.empty:
+        print(_summary_table(outcome.summary))
+    if outcome.latency is not None and not outcome.latency.empty:
+        cols = ["method", "scale", "device", "output_w", "output_h", "median_ms", "iqr_ms", "mpix_per_s", "rounds"]
+        print(outcome.latency[[c for c in cols if c in outcome.latency]].to_string(index=False, float_format="%.2f"))
+    print(f"results: {out}")
+    if outcome.interrupted:
+        print(f"interrupted: rows computed so far are saved; continue with 'python -m bench run ... --resume {out}'",
+              file=sys.stderr)
+        return 130
+    if outcome.failed:
+        n_fail = int((outcome.quality["status"] == "failed").sum()) if not outcome.quality.empty else 0
+        print(f"error: {len(outcome.problems)} image(s) skipped and {n_fail} scoring(s) failed; see the lines "
+              f"above and {out}/quality.csv", file=sys.stderr)
+        return EXIT_ERROR
+    return EXIT_OK
+
+
+def _summary_table(summary: "object") -> str:
+    import pandas as pd
+
+    df = summary if isinstance(summary, pd.DataFrame) else pd.DataFrame(summary)
+    cell = df.apply(lambda r: "failed" if r["status"] != "ok" else f"{r['psnr']:.2f} / {r['ssim']:.4f}", axis=1)
+    table = df.assign(cell=cell, col=df["dataset"] + " x" + df["scale"].astype(str))
+    pivot = table.pivot_table(index="method", columns="col", values="cell", aggfunc="first", sort=False)
+    pivot = pivot.reindex(columns=list(dict.fromkeys(table["col"])))
+    pivot.columns.name = "PSNR / SSIM"
+    return pivot.to_string()
+
+
+def _cmd_report(args: argparse.Namespace) -> int:
+    from bench.report import write_report
+
+    run_dir = Path(args.run_dir)
+    if not (run_dir / "quality.csv").is_file() and not (run_dir / "summary.csv").is_file():
+        raise UsageError(f"{run_dir} is not a run folder (no quality.csv); give the --out folder of a 'bench run'")
+    paths = write_report(run_dir, crop=args.crop)
+    for p in paths.values() if isinstance(paths, dict) else []:
+        print(p)
+    return EXIT_OK
+
+
+def _cmd_check(args: argparse.Namespace) -> int:
+    from bench.check import run_check
+
+    return run_check(args)
+
+
+def _cmd_train(args: argparse.Namespace) -> int:
+    from bench.train import run_train
+
+    return int(run_train(args))
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    show_tb = "--traceback" in argv or os.environ.get("SRBENCH_TRACEBACK") == "1"
+    try:
+        args = build_parser().parse_args(argv)
+        if args.command == "list":
+            return _cmd_list(args)
+        if args.command == "fetch":
+            return _cmd_fetch(args)
+        if args.command == "run":
+            return _cmd_run(args, argv)
+        if args.command == "report":
+            return _cmd_report(args)
+        if args.command == "check":
+            return _cmd_check(args)
+        if args.command == "train":
+            return _cmd_train(args)
+        raise UsageError(f"unknown command {args.command!r}")
+    except BenchError as exc:
+        if show_tb:
+            raise
+        print(f"error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130

@@ -1,0 +1,360 @@
+"""Latency pass: sound timing of one method at a time (latency.csv) and the methods' cost table (methods.csv)."""
+
+from __future__ import annotations
+
+import gc
+import math
+import statistics
+import time
+import tracemalloc
+from collections.abc import Callable, Iterable, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from bench.api import Method
+from bench.errors import UsageError
+from bench.probe import cpu_model, thp_setting
+
+__all__ = [
+    "LATENCY_COLUMNS",
+    "DEFAULT_SIZES",
+    "measure_latency",
+    "latency_pass",
+    "methods_table",
+    "parse_sizes",
+    "lr_shape_for",
+]
+
+# (height, width) of the HR output: 1280x720 is the size papers quote cost for
+DEFAULT_SIZES: tuple[tuple[int, int], ...] = ((720, 1280),)
+
+# one row of latency.csv, in this order
+LATENCY_COLUMNS = [
+    "method",
+    "scale",
+    "device",
+    "device_name",
+    "input_h",
+    "input_w",
+    "output_h",
+    "output_w",
+    "batch",
+    "dtype",
+    "threads",
+    "thp",
+    "warmup",
+    "rounds",
+    "median_ms",
+    "iqr_ms",
+    "min_ms",
+    "device_median_ms",
+    "mpix_per_s",
+    "gflops",
+    "peak_mem_mb",
+]
+
+
+def parse_sizes(text: str) -> list[tuple[int, int]]:
+    """'1280x720,1920x1080' (WxH, as people write resolutions) -> [(720, 1280), (1080, 1920)] (h, w).
+
+    Raises UsageError for anything that is not a comma-separated list of positive WxH pairs.
+    """
+    sizes = []
+    for part in text.split(","):
+        w, sep, h = part.strip().lower().partition("x")
+        if not sep or not w.isdigit() or not h.isdigit() or int(w) < 1 or int(h) < 1:
+            raise UsageError(f"bad size {part.strip()!r} in --sizes {text!r}; expected WxH pairs like 1280x720,1920x1080")
+        sizes.append((int(h), int(w)))
+    return sizes
+
+
+def lr_shape_for(size: tuple[int, int], scale: int) -> tuple[int, int]:
+    """LR (h, w) whose x`scale` output covers the HR `size` (h, w): ceil(size / scale)."""
+    return (math.ceil(size[0] / scale), math.ceil(size[1] / scale))
+
+
+def measure_latency(
+    method: Method,
+    *,
+    lr_shape: tuple[int, int],
+    device: str | None = None,
+    min_rounds: int = 5,
+    min_time_s: float = 0.3,
+    max_rounds: int = 1000,
+    warmup: int = 1,
+    warmup_time_s: float = 0.05,
+    batch: int = 1,
+    threads: int | None = None,
+    seed: int = 0,
+) -> dict[str, Any]:
+    """Time `method.upscale` on a seeded synthetic HxWx3 uint8 LR image; one row of latency.csv.
+
+    Warm-up: at least `warmup` calls and `warmup_time_s` seconds (first calls build kernels, fill
+    caches and allocator pools; excluded). Then rounds of one call each, timed with
+    `time.perf_counter_ns`, until at least `min_rounds` rounds *and* `min_time_s` seconds are done
+    (at most `max_rounds`), with garbage collection paused and under `torch.inference_mode()`.
+    On CUDA each round is bracketed by `torch.cuda.synchronize()` and also timed with CUDA events
+    (`device_median_ms`). torch threads are set to `threads` (default: torch's current setting),
+    restored afterwards, and recorded. `batch > 1` times `upscale_batch` on `batch` images per round
+    (the method must offer it); `median_ms` is then per round, `mpix_per_s` counts all outputs.
+
+    Peak memory (`peak_mem_mb`) comes from one extra untimed call: CUDA `max_memory_allocated`
+    growth; on CPU the larger of the peak RSS growth (VmHWM, reset through /proc/self/clear_refs)
+    and tracemalloc's peak (numpy allocations). Memory that the allocator reuses from earlier calls is
+    not growth, so on CPU it is a lower bound. An optional `method.prepare_for_latency()` runs first
+    (e.g. compiling), outside any timing. Raises UsageError for bad arguments; the method's own
+    errors propagate.
+    """
+    import torch
+
+    if min_rounds < 1 or max_rounds < min_rounds:
+        raise UsageError(f"need 1 <= min_rounds <= max_rounds, got {min_rounds} and {max_rounds}")
+    if batch < 1:
+        raise UsageError(f"batch must be >= 1, got {batch}")
+    if batch > 1 and not hasattr(method, "upscale_batch"):
+        raise UsageError(f"method {method.name!r} has no upscale_batch; use batch=1")
+    h, w = (int(v) for v in lr_shape)
+    rng = np.random.default_rng(seed)
+    lrs = [rng.integers(0, 256, size=(h, w, 3), dtype=np.uint8) for _ in range(batch)]
+    call: Callable[[], Any]
+    if batch > 1:
+        call = lambda: method.upscale_batch(lrs)  # type: ignore[attr-defined]  # noqa: E731
+    else:
+        call = lambda: method.upscale(lrs[0])  # noqa: E731
+
+    device = device or getattr(method, "device", "cpu")
+    on_cuda = str(device).startswith("cuda") and torch.cuda.is_available()
+    sync: Callable[[], None] = torch.cuda.synchronize if on_cuda else (lambda: None)
+    old_threads = torch.get_num_threads()
+    threads = threads or old_threads
+    prepare = getattr(method, "prepare_for_latency", None)
+
+    torch.set_num_threads(threads)
+    try:
+        with torch.inference_mode():
+            if callable(prepare):
+                prepare()
+            out = call()
+            first = out[0] if batch > 1 else out
+            out_h, out_w = int(first.shape[0]), int(first.shape[1])
+            del out, first
+            t_end = time.perf_counter() + warmup_time_s
+            n_warm = 1
+            while n_warm < warmup or time.perf_counter() < t_end:
+                call()
+                n_warm += 1
+            sync()
+            times_ns, device_ms = _timed_rounds(call, sync, on_cuda, min_rounds, min_time_s, max_rounds)
+            peak_mb = _peak_memory_mb(call, on_cuda)
+    finally:
+        torch.set_num_threads(old_threads)
+
+    ms = np.asarray(times_ns, dtype=np.float64) / 1e6
+    q1, median, q3 = np.percentile(ms, [25, 50, 75])
+    info = method.info()
+    macs = _macs_for(info.macs_720p, out_h * out_w) if info.macs_720p else None
+    return {
+        "method": method.name,
+        "scale": int(method.scale),
+        "device": str(device),
+        "device_name": torch.cuda.get_device_name(torch.device(device)) if on_cuda else cpu_model(),
+        "input_h": h,
+        "input_w": w,
+        "output_h": out_h,
+        "output_w": out_w,
+        "batch": batch,
+        "dtype": _dtype_of(method, info),
+        "threads": threads,
+        "thp": thp_setting(),
+        "warmup": n_warm,
+        "rounds": len(ms),
+        "median_ms": float(median),
+        "iqr_ms": float(q3 - q1),
+        "min_ms": float(ms.min()),
+        "device_median_ms": float(statistics.median(device_ms)) if device_ms else math.nan,
+        "mpix_per_s": batch * out_h * out_w / 1e6 / (median / 1e3),
+        # achieved arithmetic rate: read it against env.json's matmul_gflops (the compute ceiling)
+        "gflops": batch * 2.0 * macs / (median / 1e3) / 1e9 if macs else math.nan,
+        "peak_mem_mb": peak_mb,
+    }
+
+
+def _timed_rounds(
+    call: Callable[[], Any],
+    sync: Callable[[], None],
+    on_cuda: bool,
+    min_rounds: int,
+    min_time_s: float,
+    max_rounds: int,
+) -> tuple[list[int], list[float]]:
+    import torch
+
+    times: list[int] = []
+    device_ms: list[float] = []
+    gc_was_enabled = gc.isenabled()
+    gc.collect()
+    gc.disable()  # a collection inside a round would be charged to the method
+    try:
+        budget_ns = int(min_time_s * 1e9)
+        spent = 0
+        while len(times) < max_rounds and (len(times) < min_rounds or spent < budget_ns):
+            if on_cuda:
+                start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+                sync()
+                t0 = time.perf_counter_ns()
+                start.record()
+                call()
+                end.record()
+                sync()
+                dt = time.perf_counter_ns() - t0
+                device_ms.append(start.elapsed_time(end))
+            else:
+                t0 = time.perf_counter_ns()
+                call()
+                dt = time.perf_counter_ns() - t0
+            times.append(dt)
+            spent += dt
+    finally:
+        if gc_was_enabled:
+            gc.enable()
+    return times, device_ms
+
+
+def _peak_memory_mb(call: Callable[[], Any], on_cuda: bool) -> float:
+    if on_cuda:
+        import torch
+
+        torch.cuda.synchronize()
+        base = torch.cuda.memory_allocated()
+        torch.cuda.reset_peak_memory_stats()
+        call()
+        torch.cuda.synchronize()
+        return (torch.cuda.max_memory_allocated() - base) / 2**20
+    rss0 = _reset_peak_rss()
+    tracing = tracemalloc.is_tracing()
+    if not tracing:
+        tracemalloc.start()
+    tracemalloc.reset_peak()
+    traced0 = tracemalloc.get_traced_memory()[0]
+    try:
+        call()
+        traced = tracemalloc.get_traced_memory()[1] - traced0
+    finally:
+        if not tracing:
+            tracemalloc.stop()
+    hwm = _status_kb("VmHWM")
+    rss_growth = (hwm - rss0) * 1024 if (rss0 is not None and hwm is not None) else 0
+    return max(rss_growth, traced) / 2**20
+
+
+def _status_kb(key: str) -> int | None:
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith(key + ":"):
+                return int(line.split()[1])
+    except (OSError, ValueError, IndexError):
+        pass
+    return None
+
+
+def _reset_peak_rss() -> int | None:
+    """Reset the peak-RSS mark (Linux: writing 5 to /proc/self/clear_refs) and return RSS in kB."""
+    try:
+        Path("/proc/self/clear_refs").write_text("5")
+    except OSError:
+        return None
+    return _status_kb("VmRSS")
+
+
+def _macs_for(macs_720p: int, out_pixels: int) -> float:
+    # convolution cost is linear in the number of pixels
+    return macs_720p * out_pixels / (1280 * 720)
+
+
+def _dtype_of(method: Method, info: Any) -> str | None:
+    """The arithmetic's dtype: method.dtype, info().extra['dtype'], or the torch module's parameters."""
+    dtype = getattr(method, "dtype", None) or info.extra.get("dtype")
+    if dtype is None:
+        net = _torch_module(method)
+        if net is not None:
+            param = next(iter(net.parameters()), None)
+            dtype = param.dtype if param is not None else None
+    return str(dtype).removeprefix("torch.") if dtype is not None else None
+
+
+def _torch_module(method: Method) -> Any:
+    import torch
+
+    for attr in ("net", "model", "module"):
+        obj = getattr(method, attr, None)
+        if isinstance(obj, torch.nn.Module):
+            return obj
+    return None
+
+
+@contextmanager
+def _progress(total: int, enabled: bool, desc: str):  # type: ignore[no-untyped-def]
+    if not enabled:
+        yield None
+        return
+    from tqdm.auto import tqdm
+
+    with tqdm(total=total, desc=desc, unit="method", leave=False) as bar:
+        yield bar
+
+
+def latency_pass(
+    method_names: Sequence[str],
+    scales: Iterable[int],
+    *,
+    device: str = "cpu",
+    sizes: Sequence[tuple[int, int]] = DEFAULT_SIZES,
+    progress: bool = True,
+    **measure_kw: Any,
+) -> Any:
+    """Measure every (method, scale, size) one at a time; a pandas DataFrame in LATENCY_COLUMNS order.
+
+    `sizes` are HR output (h, w); the LR input is ceil(size / scale). Methods that only look stored
+    outputs up (`needs_ref`) have nothing to time and are skipped. Each method is built, measured
+    at every size and released before the next one, so nothing else runs while a method is timed.
+    `measure_kw` goes to `measure_latency` (min_rounds, min_time_s, threads, batch, ...).
+    Raises what `create_method` raises for unknown names or unsupported scales.
+    """
+    import pandas as pd
+
+    from bench.registry import create_method
+
+    scales = list(scales)
+    rows = []
+    total = len(method_names) * len(scales)
+    with _progress(total, progress, "latency") as bar:
+        for name in method_names:
+            for scale in scales:
+                if bar is not None:
+                    bar.set_postfix_str(f"{name} x{scale}")
+                method = create_method(name, scale=scale, device=device)
+                if not getattr(method, "needs_ref", False):
+                    for size in sizes:
+                        rows.append(measure_latency(method, lr_shape=lr_shape_for(size, scale), **measure_kw))
+                del method
+                gc.collect()
+                if bar is not None:
+                    bar.update(1)
+    return pd.DataFrame(rows, columns=LATENCY_COLUMNS)
+
+
+def methods_table(method_names: Sequence[str], scales: Iterable[int], device: str = "cpu") -> Any:
+    """MethodInfo of every (method, scale) as a pandas DataFrame: one row of methods.csv each."""
+    import pandas as pd
+
+    from bench.registry import create_method
+
+    scales = list(scales)
+    rows = []
+    for name in method_names:
+        for scale in scales:
+            rows.append(create_method(name, scale=scale, device=device).info().as_row())
+    return pd.DataFrame(rows)

@@ -1,0 +1,220 @@
+"""The report's figures (matplotlib, Agg backend): quality vs latency, gain over bicubic, visual crops."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import matplotlib
+import numpy as np
+import pandas as pd
+
+from bench.report.rundata import Run, dataset_label
+
+__all__ = [
+    "DPI",
+    "Panel",
+    "method_colors",
+    "pareto_front",
+    "plot_psnr_vs_latency",
+    "plot_gain_over_bicubic",
+    "plot_visual_comparison",
+]
+
+DPI = 150
+_DEVICE_MARKERS = ("o", "s", "^", "D", "v", "P")
+
+
+def _pyplot():  # type: ignore[no-untyped-def]
+    # Agg chosen here, not at import time: importing this module must not touch global state.
+    matplotlib.use("Agg", force=False)
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def method_colors(methods: Sequence[str]) -> dict[str, str]:
+    """One colour per method, by position in the run's method order, the same in every figure."""
+    palette = [matplotlib.colors.to_hex(c) for c in matplotlib.colormaps["tab10"].colors]  # type: ignore[attr-defined]
+    return {m: palette[i % len(palette)] for i, m in enumerate(methods)}
+
+
+def pareto_front(times: Sequence[float], psnrs: Sequence[float]) -> list[int]:
+    """Indices of the points no other point beats on both speed (lower time) and PSNR, fastest first."""
+    order = sorted(range(len(times)), key=lambda i: (times[i], -psnrs[i]))
+    front, best = [], -math.inf
+    for i in order:
+        if psnrs[i] > best:
+            front.append(i)
+            best = psnrs[i]
+    return front
+
+
+def _grid(n_rows: int, n_cols: int, width: float = 3.6, height: float = 2.9):  # type: ignore[no-untyped-def]
+    plt = _pyplot()
+    fig, axes = plt.subplots(
+        n_rows, n_cols, figsize=(width * n_cols + 0.6, height * n_rows + 0.5), squeeze=False, layout="constrained"
+    )
+    return plt, fig, axes
+
+
+def _latency_per_method(latency: pd.DataFrame) -> pd.DataFrame:
+    """One latency row per (method, scale, device): the largest measured output size."""
+    lat = latency.copy()
+    if {"output_h", "output_w"} <= set(lat.columns):
+        lat["_pix"] = lat["output_h"].fillna(0) * lat["output_w"].fillna(0)
+    else:
+        lat["_pix"] = 0
+    lat = lat.sort_values("_pix", kind="stable")
+    return lat.groupby(["method", "scale", "device"], sort=False).tail(1)
+
+
+def plot_psnr_vs_latency(run: Run, colors: dict[str, str], path: Path) -> str | None:
+    """PSNR (summary.csv) vs median latency, one panel per (dataset, scale), Pareto front drawn.
+
+    Returns a note when there is nothing to plot (no latency.csv), else None after writing `path`.
+    """
+    if run.latency is None or run.latency.empty:
+        return "No latency.csv in this run, so no quality-vs-speed plot: run with '--pass latency'."
+    lat = _latency_per_method(run.latency)
+    columns = run.columns
+    datasets = list(dict.fromkeys(d for d, _ in columns))
+    scales = list(dict.fromkeys(s for _, s in columns))
+    devices = list(dict.fromkeys(lat["device"].astype(str)))
+    plt, fig, axes = _grid(len(datasets), len(scales))
+    plotted = False
+    for r, dataset in enumerate(datasets):
+        for c, scale in enumerate(scales):
+            ax = axes[r][c]
+            q = run.summary[(run.summary["dataset"] == dataset) & (run.summary["scale"] == scale)]
+            merged = q.merge(lat[lat["scale"] == scale], on=["method", "scale"], suffixes=("", "_lat"))
+            merged = merged[np.isfinite(merged["psnr"]) & (merged["median_ms"] > 0)]
+            for d_index, device in enumerate(devices):
+                pts = merged[merged["device"].astype(str) == device]
+                marker = _DEVICE_MARKERS[d_index % len(_DEVICE_MARKERS)]
+                for _, p in pts.iterrows():
+                    ax.scatter(p["median_ms"], p["psnr"], color=colors.get(p["method"], "k"), marker=marker,
+                               s=42, zorder=3, edgecolor="white", linewidth=0.6)
+                    ax.annotate(p["method"], (p["median_ms"], p["psnr"]), xytext=(4, 3),
+                                textcoords="offset points", fontsize=7, color="#333333")
+                    plotted = True
+                if len(pts) > 1:
+                    t, y = pts["median_ms"].to_numpy(float), pts["psnr"].to_numpy(float)
+                    front = pareto_front(list(t), list(y))
+                    ax.step(t[front], y[front], where="post", color="#888888", linestyle="--", linewidth=1,
+                            zorder=2, label="Pareto front" if (r, c, d_index) == (0, 0, 0) else None)
+            ax.set_xscale("log")
+            ax.set_title(f"{dataset_label(dataset)} ×{scale}", fontsize=10)
+            ax.grid(True, which="both", alpha=0.25)
+            ax.tick_params(labelsize=8)
+            if r == len(datasets) - 1:
+                ax.set_xlabel("median latency (ms, log)", fontsize=8)
+            if c == 0:
+                ax.set_ylabel("PSNR (dB)", fontsize=8)
+            ax.margins(x=0.25, y=0.12)
+    if not plotted:
+        plt.close(fig)
+        return "latency.csv has no rows matching the quality results, so no quality-vs-speed plot."
+    if len(devices) > 1:
+        handles = [
+            matplotlib.lines.Line2D([], [], marker=_DEVICE_MARKERS[i % len(_DEVICE_MARKERS)], color="#555555",
+                                    linestyle="", label=d)
+            for i, d in enumerate(devices)
+        ]
+        fig.legend(handles=handles, loc="outside lower center", ncols=len(devices), fontsize=8, frameon=False)
+    fig.savefig(path, dpi=DPI)
+    plt.close(fig)
+    return None
+
+
+def plot_gain_over_bicubic(run: Run, colors: dict[str, str], path: Path, baseline: str = "bicubic") -> str | None:
+    """Per-image PSNR gain over `baseline` (box + points) per method, one panel per (dataset, scale).
+
+    Returns a note when the run has no `baseline` or no other method, else None after writing `path`.
+    """
+    q = run.ok_quality
+    if baseline not in set(q["method"]):
+        return f"No '{baseline}' results in this run, so no per-image gain plot (add --methods {baseline})."
+    others = [m for m in run.method_order if m != baseline]
+    if not others:
+        return f"Only '{baseline}' in this run: nothing to compare with it."
+    columns = run.columns
+    datasets = list(dict.fromkeys(d for d, _ in columns))
+    scales = list(dict.fromkeys(s for _, s in columns))
+    plt, fig, axes = _grid(len(datasets), len(scales), width=max(3.0, 0.65 * len(others) + 1.4))
+    rng = np.random.default_rng(0)  # jitter only; fixed so figures are reproducible
+    for r, dataset in enumerate(datasets):
+        for c, scale in enumerate(scales):
+            ax = axes[r][c]
+            here = q[(q["dataset"] == dataset) & (q["scale"] == scale)]
+            base = here[here["method"] == baseline].set_index("image")["psnr"]
+            gains, labels = [], []
+            for method in others:
+                mine = here[here["method"] == method].set_index("image")["psnr"]
+                common = mine.index.intersection(base.index)
+                g = (mine.loc[common] - base.loc[common]).to_numpy(float)
+                gains.append(g[np.isfinite(g)])
+                labels.append(method)
+            positions = np.arange(len(others))
+            nonempty = [i for i, g in enumerate(gains) if len(g)]
+            if nonempty:
+                ax.boxplot([gains[i] for i in nonempty], positions=positions[nonempty], widths=0.55,
+                           showfliers=False, medianprops={"color": "#333333"},
+                           boxprops={"color": "#aaaaaa"}, whiskerprops={"color": "#aaaaaa"},
+                           capprops={"color": "#aaaaaa"})
+            for i, (method, g) in enumerate(zip(others, gains, strict=True)):
+                ax.scatter(i + rng.uniform(-0.15, 0.15, len(g)), g, color=colors.get(method, "k"), s=16,
+                           zorder=3, alpha=0.9, edgecolor="white", linewidth=0.4)
+            ax.axhline(0, color="#555555", linewidth=0.8)
+            ax.set_xticks(positions, labels, rotation=30 if len(others) > 3 else 0, ha="right" if len(others) > 3 else "center",
+                          fontsize=8)
+            ax.set_title(f"{dataset_label(dataset)} ×{scale}", fontsize=10)
+            ax.tick_params(axis="y", labelsize=8)
+            ax.grid(True, axis="y", alpha=0.25)
+            if c == 0:
+                ax.set_ylabel(f"PSNR gain over {baseline} (dB)", fontsize=8)
+    fig.savefig(path, dpi=DPI)
+    plt.close(fig)
+    return None
+
+
+@dataclass(frozen=True)
+class Panel:
+    """One tile of the visual comparison: `image` an hxwx3 uint8 RGB crop, `label` and `caption` under it."""
+
+    label: str
+    image: np.ndarray
+    caption: str = ""
+    color: str = "#333333"
+
+
+def plot_visual_comparison(
+    hr: np.ndarray, box: tuple[int, int, int], panels: Sequence[Panel], path: Path, title: str
+) -> None:
+    """Full HR image with the crop box, then the same crop from HR and each method, side by side.
+
+    `hr`: HxWx3 uint8 RGB; `box`: (y, x, size) in HR pixels; `panels`: crops in display order.
+    """
+    plt = _pyplot()
+    y, x, size = box
+    per_row = min(len(panels) + 1, 6)
+    n_rows = math.ceil((len(panels) + 1) / per_row)
+    fig, axes = plt.subplots(n_rows, per_row, figsize=(2.2 * per_row, 2.55 * n_rows + 0.3), squeeze=False,
+                             layout="constrained")
+    for ax in axes.flat:
+        ax.set_axis_off()
+    ax = axes[0][0]
+    ax.imshow(hr, interpolation="lanczos")
+    ax.add_patch(matplotlib.patches.Rectangle((x - 0.5, y - 0.5), size, size, fill=False, edgecolor="#ff2222",
+                                              linewidth=1.5))
+    ax.set_title("HR (full)", fontsize=8)
+    for i, panel in enumerate(panels, start=1):
+        ax = axes[i // per_row][i % per_row]
+        ax.imshow(panel.image, interpolation="nearest")  # nearest: show the pixels, not a smoothed version
+        ax.set_title(panel.label, fontsize=9, color=panel.color, fontweight="bold")
+        ax.text(0.5, -0.04, panel.caption, transform=ax.transAxes, ha="center", va="top", fontsize=8)
+    fig.suptitle(title, fontsize=10)
+    fig.savefig(path, dpi=DPI)
+    plt.close(fig)

@@ -1,0 +1,320 @@
+"""Plan (methods x datasets x scales), run the quality pass image by image, then the latency pass."""
+
+from __future__ import annotations
+
+import math
+import re
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from bench.api import SampleRef
+from bench.data import Dataset, ImageProblem, Sample, open_dataset
+from bench.errors import BenchError, DataError, MethodError
+from bench.protocol import Protocol, get_protocol, prepare, run_method, score
+from bench.registry import create_method, resolve_device
+from bench.store import QUALITY_COLUMNS, SUMMARY_COLUMNS, RunStore
+
+__all__ = ["RunRequest", "RunOutcome", "run", "summarise", "DEFAULT_DATASETS"]
+
+DEFAULT_DATASETS = ("set5", "set14")
+PASSES = ("quality", "latency")
+
+
+@dataclass
+class RunRequest:
+    """Everything that defines a run; saved as config.json."""
+
+    methods: list[str]
+    datasets: list[str] = field(default_factory=lambda: list(DEFAULT_DATASETS))
+    scales: list[int] = field(default_factory=lambda: [2, 3, 4])
+    passes: list[str] = field(default_factory=lambda: list(PASSES))
+    protocol: str = "paper"
+    channel: str | None = None
+    shave: str | None = None
+    device: str = "auto"
+    out: Path = Path("reports/runs/latest")
+    sizes: list[tuple[int, int]] = field(default_factory=lambda: [(720, 1280)])
+    save_images: str = "some"  # none | some | all
+    report: bool = True
+    resume: bool = False
+    command: str = ""
+    datasets_defaulted: bool = False
+
+
+@dataclass
+class RunOutcome:
+    out_dir: Path
+    quality: pd.DataFrame
+    summary: pd.DataFrame
+    problems: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+    latency: pd.DataFrame | None = None
+    interrupted: bool = False
+
+    @property
+    def failed(self) -> bool:
+        return bool(self.problems) or bool((self.quality.get("status", pd.Series(dtype=str)) == "failed").any())
+
+
+Log = Callable[[str], None]
+
+
+def _stderr(msg: str) -> None:
+    print(msg, file=sys.stderr)
+
+
+def _row_key(row: dict[str, Any]) -> tuple[Any, ...]:
+    # a row is reusable when the method (and its weights), the image bytes, the scale and the protocol match
+    return (row["method"], row.get("weights_sha256") or "", row["dataset"], row["image_sha256"],
+            int(row["scale"]), row["protocol"])
+
+
+def _resolve_datasets(req: RunRequest, log: Log) -> tuple[list[Dataset], list[str]]:
+    warnings: list[str] = []
+    if req.datasets_defaulted:
+        found, missing = [], []
+        for name in req.datasets:
+            try:
+                found.append(open_dataset(name))
+            except DataError as exc:
+                missing.append((name, exc))
+        if not found:
+            msg = (f"warning: none of {', '.join(req.datasets)} is available ({missing[0][1]}); "
+                   f"running on the built-in 'sample' images instead")
+            log(msg)
+            return [open_dataset("sample")], [msg]
+        for name, exc in missing:
+            msg = f"warning: default dataset {name} skipped: {exc}"
+            log(msg)
+            warnings.append(msg)
+        return found, warnings
+    return [open_dataset(n) for n in req.datasets], warnings
+
+
+def _texture(img: np.ndarray) -> float:
+    g = img.astype(np.float32).mean(axis=2)
+    return float(np.abs(np.diff(g, axis=0)).mean() + np.abs(np.diff(g, axis=1)).mean())
+
+
+def _images_to_save(samples: list[Sample], mode: str) -> set[str]:
+    if mode == "all":
+        return {s.image for s in samples}
+    if mode == "none" or not samples:
+        return set()
+    # the two most textured images: where methods differ visibly
+    ranked = sorted(samples, key=lambda s: -_texture(s.hr))
+    return {s.image for s in ranked[:2]}
+
+
+def _safe_name(name: str) -> str:
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", name).strip("_") or "method"
+
+
+def _save_png(path: Path, img: np.ndarray) -> None:
+    from bench.data import _atomic_write_png
+
+    _atomic_write_png(path, img)
+
+
+def _check_output(sr: Any, expected: tuple[int, ...]) -> np.ndarray:
+    arr = np.asarray(sr)
+    if arr.dtype.kind not in "uif":
+        raise MethodError(f"returned dtype {arr.dtype}, expected uint8 or float")
+    if arr.shape != expected:
+        raise MethodError(f"returned shape {arr.shape}, expected {expected}")
+    if arr.dtype.kind == "f" and not np.isfinite(arr).all():
+        raise MethodError("returned NaN or inf values")
+    return arr
+
+
+def _score_one(method: Any, sample: Sample, protocol: Protocol) -> tuple[np.ndarray, float, float, float]:
+    lr = prepare(sample, protocol)
+    s = sample.scale
+    expected = (lr.shape[0] * s, lr.shape[1] * s) + lr.shape[2:]
+    t0 = time.perf_counter()
+    if getattr(method, "needs_ref", False):
+        raw = method.upscale_ref(lr, SampleRef(sample.dataset, sample.image, s))
+        if protocol.degradation == "bicubic-y" and np.asarray(raw).ndim == 3:
+            from bench.metrics import gray_to_y
+
+            raw = gray_to_y(np.asarray(raw))
+    elif lr.ndim == 2:
+        raw = run_method(method, lr, protocol)
+    else:
+        raw = method.upscale(lr)
+    seconds = time.perf_counter() - t0
+    from bench.metrics import to_uint8
+
+    sr = to_uint8(_check_output(raw, expected))
+    p, q = score(sr, sample, protocol)
+    return sr, p, q, seconds
+
+
+def summarise(quality: pd.DataFrame, order: list[str] | None = None) -> pd.DataFrame:
+    """Mean of per-image PSNR/SSIM per (method, dataset, scale): not PSNR of pooled MSE, as papers do."""
+    if quality.empty:
+        return pd.DataFrame(columns=SUMMARY_COLUMNS)
+    rows = []
+    for (m, d, s), g in quality.groupby(["method", "dataset", "scale"], sort=False):
+        ok = g[g["status"] == "ok"]
+        n_failed = int((g["status"] != "ok").sum())
+        rows.append({
+            "method": m, "dataset": d, "scale": int(s),
+            # a cell with a failed image has no comparable mean
+            "psnr": float(ok["psnr"].mean()) if n_failed == 0 and len(ok) else math.nan,
+            "ssim": float(ok["ssim"].mean()) if n_failed == 0 and len(ok) else math.nan,
+            "n_images": int(len(ok)), "n_failed": n_failed, "protocol": g["protocol"].iloc[0],
+            "status": "ok" if n_failed == 0 else "failed",
+        })
+    out = pd.DataFrame(rows, columns=SUMMARY_COLUMNS)
+    if order:
+        rank = {m: i for i, m in enumerate(order)}
+        out = out.sort_values("method", key=lambda c: c.map(rank), kind="stable").reset_index(drop=True)
+    return out
+
+
+def _failure_row(base: dict[str, Any], error: str) -> dict[str, Any]:
+    return {**base, "psnr": math.nan, "ssim": math.nan, "status": "failed", "error": error}
+
+
+def run(req: RunRequest, *, progress: bool = True, log: Log = _stderr) -> RunOutcome:
+    """Run the requested passes, writing rows as they are computed; see DESIGN.md 'Outputs'."""
+    for p in req.passes:
+        if p not in PASSES:
+            from bench.errors import UsageError
+
+            raise UsageError(f"unknown pass {p!r}; choose from {', '.join(PASSES)}")
+    protocol = get_protocol(req.protocol, req.channel, req.shave)
+    device = resolve_device(req.device)
+    store = RunStore(req.out)
+    store.create()
+    if not req.resume and store.journal.exists():
+        store.journal.unlink()  # a fresh run into an existing folder starts over
+    config = {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(req).items()}
+    config.update(protocol=protocol.name, protocol_detail=asdict(protocol), device=device, resolved_device=device)
+    store.write_json("config.json", config)
+    from bench.probe import probe_env
+
+    env = probe_env(measure="latency" in req.passes)
+    env["device"] = device
+    store.write_json("env.json", env)
+
+    outcome = RunOutcome(req.out, pd.DataFrame(columns=QUALITY_COLUMNS), pd.DataFrame(columns=SUMMARY_COLUMNS))
+    if "quality" in req.passes:
+        _quality_pass(req, protocol, device, store, outcome, progress, log)
+    if "latency" in req.passes and not outcome.interrupted:
+        from bench.latency import latency_pass, methods_table
+
+        names = [m for m in req.methods if not m.startswith("dir:")]
+        lat = latency_pass(names, req.scales, device=device, sizes=req.sizes, progress=progress)
+        store.write_csv("latency.csv", lat)
+        store.write_csv("methods.csv", methods_table(names, req.scales, device=device))
+        outcome.latency = lat
+    if req.report and not outcome.interrupted:
+        from bench.report import write_report
+
+        write_report(req.out)
+    return outcome
+
+
+def _quality_pass(req: RunRequest, protocol: Protocol, device: str, store: RunStore, outcome: RunOutcome,
+                  progress: bool, log: Log) -> None:
+    from tqdm import tqdm
+
+    datasets, outcome.warnings = _resolve_datasets(req, log)
+    journal = store.read_rows() if req.resume else []
+    done = {_row_key(r): r for r in journal if r.get("status") == "ok"}
+    wanted: list[dict[str, Any]] = []
+    methods: dict[tuple[str, int], Any] = {}
+    build_errors: dict[tuple[str, int], str] = {}
+    total = len(req.methods) * sum(len(d) for d in datasets) * len(req.scales)
+    bar = tqdm(total=total, desc="quality", unit="img", disable=not progress, file=sys.stderr, leave=False)
+    try:
+        for ds in datasets:
+            for scale in req.scales:
+                samples = list(ds.samples(scale, min_size=1))
+                samples = [s for s in samples if _big_enough(s, protocol, ds)]
+                to_save = _images_to_save(samples, req.save_images)
+                for name in req.methods:
+                    key = (name, scale)
+                    if key not in methods and key not in build_errors:
+                        try:
+                            methods[key] = create_method(name, scale=scale, device=device)
+                        except BenchError as exc:
+                            build_errors[key] = str(exc)
+                            log(f"error: {name} x{scale}: {exc}")
+                    method = methods.get(key)
+                    wsha = method.info().weights_sha256 if method is not None else None
+                    for sample in samples:
+                        base = {"method": name, "dataset": ds.name, "scale": scale, "image": sample.image,
+                                "channel": protocol.channel, "shave": protocol.shave_px(scale),
+                                "degradation": protocol.degradation, "protocol": protocol.name,
+                                "weights_sha256": wsha or "", "image_sha256": sample.sha256, "error": ""}
+                        rkey = _row_key(base)
+                        if rkey in done:
+                            wanted.append(done[rkey])
+                            bar.update(1)
+                            continue
+                        if method is None:
+                            row = _failure_row(base, build_errors[key])
+                        else:
+                            row = _run_one(method, sample, protocol, base, to_save, store, log)
+                        store.append_rows([row])
+                        wanted.append(row)
+                        bar.update(1)
+                outcome.problems.extend(f"{p.dataset}/{p.image}: {p.reason}" for p in ds.problems)
+                ds.problems.clear()
+    except KeyboardInterrupt:
+        outcome.interrupted = True
+    finally:
+        bar.close()
+    for p in dict.fromkeys(outcome.problems):
+        log(f"skipped: {p}")
+    outcome.problems = list(dict.fromkeys(outcome.problems))
+    quality = pd.DataFrame(wanted, columns=QUALITY_COLUMNS + ["seconds"])
+    quality["psnr"] = pd.to_numeric(quality["psnr"])
+    quality["ssim"] = pd.to_numeric(quality["ssim"])
+    outcome.quality = quality
+    outcome.summary = summarise(quality, req.methods)
+    store.write_csv("quality.csv", quality)
+    store.write_csv("summary.csv", outcome.summary)
+    if outcome.problems:
+        store.write_json("problems.json", outcome.problems)
+
+
+def _big_enough(sample: Sample, protocol: Protocol, ds: Dataset) -> bool:
+    need = protocol.min_hr_size(sample.scale)
+    h, w = sample.hr.shape[:2]
+    if min(h, w) >= need:
+        return True
+    ds.problems.append(ImageProblem(ds.name, sample.image,
+                                    f"{w}x{h} is too small for x{sample.scale} under this protocol (needs at least "
+                                    f"{need}x{need}: shave {protocol.shave_px(sample.scale)} + SSIM window); skipped"))
+    return False
+
+
+def _run_one(method: Any, sample: Sample, protocol: Protocol, base: dict[str, Any], to_save: set[str],
+             store: RunStore, log: Log) -> dict[str, Any]:
+    try:
+        sr, p, q, seconds = _score_one(method, sample, protocol)
+    except KeyboardInterrupt:
+        raise
+    except MemoryError:
+        msg = "out of memory; run with a tiled method (tile=...) or smaller images"
+        log(f"failed: {base['method']} on {sample.dataset}/{sample.image} x{sample.scale}: {msg}")
+        return _failure_row(base, msg)
+    except Exception as exc:  # any method bug becomes a failed cell, the run goes on
+        msg = f"{type(exc).__name__}: {exc}".splitlines()[0][:300]
+        log(f"failed: {base['method']} on {sample.dataset}/{sample.image} x{sample.scale}: {msg}")
+        return _failure_row(base, msg)
+    if sample.image in to_save:
+        _save_png(store.dir / "images" / _safe_name(base["method"]) / sample.dataset / f"x{sample.scale}"
+                  / f"{sample.image}.png", sr)
+    return {**base, "psnr": p, "ssim": q, "status": "ok", "seconds": seconds}

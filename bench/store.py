@@ -1,0 +1,116 @@
+"""One folder per run: rows appended as they are computed, CSV/JSON files written atomically."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import tempfile
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+__all__ = ["RunStore", "atomic_write_text", "QUALITY_COLUMNS", "SUMMARY_COLUMNS"]
+
+QUALITY_COLUMNS = [
+    "method", "dataset", "scale", "image", "psnr", "ssim", "channel", "shave", "degradation", "protocol",
+    "status", "error", "weights_sha256", "image_sha256",
+]
+SUMMARY_COLUMNS = ["method", "dataset", "scale", "psnr", "ssim", "n_images", "n_failed", "protocol", "status"]
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    """Write a file so that readers see the old or the new content, never half of one."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8", newline="") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _json_default(o: Any) -> Any:
+    if hasattr(o, "item"):
+        return o.item()
+    return str(o)
+
+
+class RunStore:
+    """A run folder. `quality.jsonl` is the journal: one JSON line per scored image, fsync'd; a line
+    cut short by a crash is ignored on reading, so a killed run loses at most the image in flight."""
+
+    def __init__(self, out_dir: Path | str) -> None:
+        self.dir = Path(out_dir)
+        self.journal = self.dir / "quality.jsonl"
+
+    def create(self) -> None:
+        self.dir.mkdir(parents=True, exist_ok=True)
+
+    def read_rows(self) -> list[dict[str, Any]]:
+        if not self.journal.exists():
+            return []
+        rows = []
+        with open(self.journal, encoding="utf-8") as f:
+            for line in f:
+                if not line.endswith("\n"):
+                    break  # a half-written last line from an interrupted run
+                try:
+                    rows.append(json.loads(line))
+                except ValueError:
+                    continue
+        return rows
+
+    def append_rows(self, rows: Iterable[dict[str, Any]]) -> None:
+        text = "".join(json.dumps(_clean(r), default=_json_default) + "\n" for r in rows)
+        if not text:
+            return
+        self._repair_journal()
+        with open(self.journal, "a", encoding="utf-8") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+
+    def _repair_journal(self) -> None:
+        # drop a torn last line before appending, so the next row starts on a line of its own
+        if not self.journal.exists() or self.journal.stat().st_size == 0:
+            return
+        with open(self.journal, "rb+") as f:
+            f.seek(-1, os.SEEK_END)
+            if f.read(1) == b"\n":
+                return
+            data = self.journal.read_bytes()
+            f.seek(0)
+            f.truncate(data.rfind(b"\n") + 1)
+
+    def write_csv(self, name: str, df: pd.DataFrame) -> Path:
+        path = self.dir / name
+        # floats at full precision: rounding happens only in reports
+        atomic_write_text(path, df.to_csv(index=False, float_format="%.17g"))
+        return path
+
+    def write_json(self, name: str, obj: Any) -> Path:
+        path = self.dir / name
+        atomic_write_text(path, json.dumps(obj, indent=2, default=_json_default) + "\n")
+        return path
+
+    def read_json(self, name: str) -> Any:
+        with open(self.dir / name, encoding="utf-8") as f:
+            return json.load(f)
+
+
+def _clean(row: dict[str, Any]) -> dict[str, Any]:
+    # JSON has no inf/nan: store them as strings that pandas reads back as floats
+    out = {}
+    for k, v in row.items():
+        if isinstance(v, float) and not math.isfinite(v):
+            out[k] = "inf" if v > 0 else ("-inf" if v < 0 else "nan")
+        else:
+            out[k] = v
+    return out
