@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import math
+import os
 import re
 import sys
 import time
+from collections import deque
+from concurrent.futures import Future, ThreadPoolExecutor
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -17,6 +20,7 @@ import pandas as pd
 from bench.api import SampleRef
 from bench.data import Dataset, ImageProblem, Sample, open_dataset
 from bench.errors import BenchError, DataError, MethodError
+from bench.metrics import gray_to_y, to_uint8
 from bench.protocol import Protocol, get_protocol, prepare, run_method, score
 from bench.registry import create_method, resolve_device
 from bench.store import QUALITY_COLUMNS, SUMMARY_COLUMNS, RunStore
@@ -71,8 +75,9 @@ def _stderr(msg: str) -> None:
 
 
 def _row_key(row: dict[str, Any]) -> tuple[Any, ...]:
-    # a row is reusable when the method (and its weights), the image bytes, the scale and the protocol match
-    return (row["method"], row.get("weights_sha256") or "", row["dataset"], row["image_sha256"],
+    # a row is reusable when the method (and its weights), the image bytes, the scale and the protocol match;
+    # the image name too: two files with the same bytes are two rows
+    return (row["method"], row.get("weights_sha256") or "", row["dataset"], row["image"], row["image_sha256"],
             int(row["scale"]), row["protocol"])
 
 
@@ -134,7 +139,8 @@ def _check_output(sr: Any, expected: tuple[int, ...]) -> np.ndarray:
     return arr
 
 
-def _score_one(method: Any, sample: Sample, protocol: Protocol) -> tuple[np.ndarray, float, float, float]:
+def _upscale(method: Any, sample: Sample, protocol: Protocol) -> tuple[Any, tuple[int, ...], float]:
+    """Run the method on the sample's LR input: (raw output, expected shape, seconds)."""
     lr = prepare(sample, protocol)
     s = sample.scale
     expected = (lr.shape[0] * s, lr.shape[1] * s) + lr.shape[2:]
@@ -142,19 +148,19 @@ def _score_one(method: Any, sample: Sample, protocol: Protocol) -> tuple[np.ndar
     if getattr(method, "needs_ref", False):
         raw = method.upscale_ref(lr, SampleRef(sample.dataset, sample.image, s))
         if protocol.degradation == "bicubic-y" and np.asarray(raw).ndim == 3:
-            from bench.metrics import gray_to_y
-
             raw = gray_to_y(np.asarray(raw))
     elif lr.ndim == 2:
         raw = run_method(method, lr, protocol)
     else:
         raw = method.upscale(lr)
-    seconds = time.perf_counter() - t0
-    from bench.metrics import to_uint8
+    return raw, expected, time.perf_counter() - t0
 
+
+def _evaluate(raw: Any, expected: tuple[int, ...], sample: Sample, protocol: Protocol) -> tuple[np.ndarray, float, float]:
+    """Check the contract, round to uint8 (protocol step 3) and score."""
     sr = to_uint8(_check_output(raw, expected))
     p, q = score(sr, sample, protocol)
-    return sr, p, q, seconds
+    return sr, p, q
 
 
 def summarise(quality: pd.DataFrame, order: list[str] | None = None) -> pd.DataFrame:
@@ -236,6 +242,21 @@ def _quality_pass(req: RunRequest, protocol: Protocol, device: str, store: RunSt
     build_errors: dict[tuple[str, int], str] = {}
     total = len(req.methods) * sum(len(d) for d in datasets) * len(req.scales)
     bar = tqdm(total=total, desc="quality", unit="img", disable=not progress, file=sys.stderr, leave=False)
+    # scoring (and numpy methods) run in a small thread pool: numpy/scipy release the GIL, so both cores
+    # work; torch methods run in this thread since torch already uses every core for one image
+    pool = ThreadPoolExecutor(max_workers=max(1, min(4, os.cpu_count() or 1)))
+    pending: deque[tuple[Future[dict[str, Any]], None] | tuple[None, dict[str, Any]]] = deque()
+
+    def drain(keep: int) -> None:
+        # rows are journaled in submission order, as soon as they are computed
+        while len(pending) > keep:
+            fut, row = pending.popleft()
+            row = fut.result() if fut is not None else row
+            assert row is not None
+            store.append_rows([row])
+            wanted.append(row)
+            bar.update(1)
+
     try:
         for ds in datasets:
             for scale in req.scales:
@@ -259,21 +280,45 @@ def _quality_pass(req: RunRequest, protocol: Protocol, device: str, store: RunSt
                                 "weights_sha256": wsha or "", "image_sha256": sample.sha256, "error": ""}
                         rkey = _row_key(base)
                         if rkey in done:
+                            drain(0)
                             wanted.append(done[rkey])
                             bar.update(1)
                             continue
                         if method is None:
-                            row = _failure_row(base, build_errors[key])
+                            pending.append((None, _failure_row(base, build_errors[key])))
+                        elif getattr(method, "thread_safe", False):
+                            pending.append((pool.submit(_run_one, method, sample, protocol, base, to_save, store,
+                                                        log), None))
                         else:
-                            row = _run_one(method, sample, protocol, base, to_save, store, log)
-                        store.append_rows([row])
-                        wanted.append(row)
-                        bar.update(1)
+                            try:
+                                raw, expected, seconds = _upscale(method, sample, protocol)
+                            except (Exception, MemoryError) as exc:
+                                pending.append((None, _failed(base, exc, log)))
+                            else:
+                                pending.append((pool.submit(_finish, raw, expected, seconds, sample, protocol,
+                                                            base, to_save, store, log), None))
+                        drain(4)
+                    drain(0)
                 outcome.problems.extend(f"{p.dataset}/{p.image}: {p.reason}" for p in ds.problems)
                 ds.problems.clear()
+        drain(0)
     except KeyboardInterrupt:
         outcome.interrupted = True
+        # keep what finished before the interrupt (in order); drop the rest
+        while pending and (pending[0][0] is None or pending[0][0].done()):
+            fut, row = pending.popleft()
+            try:
+                row = fut.result() if fut is not None else row
+            except BaseException:  # noqa: BLE001 - an interrupted job has no row to keep
+                break
+            if row is not None:
+                store.append_rows([row])
+                wanted.append(row)
+        for fut, _ in pending:
+            if fut is not None:
+                fut.cancel()
     finally:
+        pool.shutdown(wait=True, cancel_futures=True)
         bar.close()
     for p in dict.fromkeys(outcome.problems):
         log(f"skipped: {p}")
@@ -300,21 +345,31 @@ def _big_enough(sample: Sample, protocol: Protocol, ds: Dataset) -> bool:
     return False
 
 
-def _run_one(method: Any, sample: Sample, protocol: Protocol, base: dict[str, Any], to_save: set[str],
-             store: RunStore, log: Log) -> dict[str, Any]:
-    try:
-        sr, p, q, seconds = _score_one(method, sample, protocol)
-    except KeyboardInterrupt:
-        raise
-    except MemoryError:
+def _failed(base: dict[str, Any], exc: BaseException, log: Log) -> dict[str, Any]:
+    if isinstance(exc, MemoryError):
         msg = "out of memory; run with a tiled method (tile=...) or smaller images"
-        log(f"failed: {base['method']} on {sample.dataset}/{sample.image} x{sample.scale}: {msg}")
-        return _failure_row(base, msg)
-    except Exception as exc:  # any method bug becomes a failed cell, the run goes on
+    else:
         msg = f"{type(exc).__name__}: {exc}".splitlines()[0][:300]
-        log(f"failed: {base['method']} on {sample.dataset}/{sample.image} x{sample.scale}: {msg}")
-        return _failure_row(base, msg)
+    log(f"failed: {base['method']} on {base['dataset']}/{base['image']} x{base['scale']}: {msg}")
+    return _failure_row(base, msg)
+
+
+def _finish(raw: Any, expected: tuple[int, ...], seconds: float, sample: Sample, protocol: Protocol,
+            base: dict[str, Any], to_save: set[str], store: RunStore, log: Log) -> dict[str, Any]:
+    try:
+        sr, p, q = _evaluate(raw, expected, sample, protocol)
+    except Exception as exc:  # a contract breach (shape, dtype, NaN) fails the cell, the run goes on
+        return _failed(base, exc, log)
     if sample.image in to_save:
         _save_png(store.dir / "images" / _safe_name(base["method"]) / sample.dataset / f"x{sample.scale}"
                   / f"{sample.image}.png", sr)
     return {**base, "psnr": p, "ssim": q, "status": "ok", "seconds": seconds}
+
+
+def _run_one(method: Any, sample: Sample, protocol: Protocol, base: dict[str, Any], to_save: set[str],
+             store: RunStore, log: Log) -> dict[str, Any]:
+    try:
+        raw, expected, seconds = _upscale(method, sample, protocol)
+    except (Exception, MemoryError) as exc:  # any method bug becomes a failed cell, the run goes on
+        return _failed(base, exc, log)
+    return _finish(raw, expected, seconds, sample, protocol, base, to_save, store, log)

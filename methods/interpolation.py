@@ -18,6 +18,8 @@ class Interpolation:
     uint8 HxWx3 in -> uint8 out (each pass rounded as MATLAB does); float in -> float out.
     """
 
+    thread_safe = True  # pure numpy: the runner may call it from several threads at once
+
     def __init__(self, name: str, scale: int, device: str = "cpu") -> None:
         if name not in KERNEL_OF:
             raise UsageError(f"unknown interpolation {name!r}; choose {', '.join(KERNEL_OF)}")
