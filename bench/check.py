@@ -69,15 +69,19 @@ def parse_tolerance(text: str) -> dict[str, float]:
         name, sep, value = part.partition("=")
         name = name.strip().lower()
         if not sep or name not in METRICS:
-            raise UsageError(f"bad tolerance {part!r}; expected METRIC=VALUE with METRIC in "
-                             f"{', '.join(METRICS)}, e.g. --tolerance psnr=0.01,ssim=0.0005")
+            raise UsageError(
+                f"bad tolerance {part!r}; expected METRIC=VALUE with METRIC in "
+                f"{', '.join(METRICS)}, e.g. --tolerance psnr=0.01,ssim=0.0005"
+            )
         try:
             v = float(value)
         except ValueError:
             v = math.nan
         if not math.isfinite(v) or v < 0:
-            raise UsageError(f"bad tolerance {part!r}: {value.strip()!r} is not a non-negative number; "
-                             f"e.g. --tolerance psnr=0.01,ssim=0.0005")
+            raise UsageError(
+                f"bad tolerance {part!r}: {value.strip()!r} is not a non-negative number; "
+                f"e.g. --tolerance psnr=0.01,ssim=0.0005"
+            )
         tol[name] = v
     return tol
 
@@ -93,7 +97,9 @@ def _read_csv(path: Path, required: list[str], what: str) -> pd.DataFrame:
     try:
         df = pd.read_csv(path, keep_default_na=True)
     except (ValueError, OSError) as exc:
-        raise CheckError(f"{what} {path} cannot be read as CSV ({exc}); restore it from git or regenerate it") from exc
+        raise CheckError(
+            f"{what} {path} cannot be read as CSV ({exc}); restore it from git or regenerate it"
+        ) from exc
     absent = [c for c in required if c not in df.columns]
     if absent:
         raise CheckError(f"{what} {path} lacks column(s) {', '.join(absent)}; expected {', '.join(required)}")
@@ -117,11 +123,15 @@ def read_baseline(path: Path, per_image: bool = False) -> pd.DataFrame:
 def _read_run(run_dir: Path, per_image: bool) -> pd.DataFrame:
     name = "quality.csv" if per_image else "summary.csv"
     if not run_dir.is_dir():
-        raise UsageError(f"run folder {run_dir} does not exist; give the --out folder of a 'python -m bench run'")
+        raise UsageError(
+            f"run folder {run_dir} does not exist; give the --out folder of a 'python -m bench run'"
+        )
     path = run_dir / name
     if not path.is_file():
-        raise CheckError(f"{path} not found: {run_dir} is not a finished run with a quality pass; "
-                         f"run 'python -m bench run ... --pass quality --out {run_dir}' (or --resume it)")
+        raise CheckError(
+            f"{path} not found: {run_dir} is not a finished run with a quality pass; "
+            f"run 'python -m bench run ... --pass quality --out {run_dir}' (or --resume it)"
+        )
     cols = (PER_IMAGE_COLUMNS if per_image else BASELINE_COLUMNS) + ["status"]
     df = _read_csv(path, cols, "run file")
     if not per_image:
@@ -145,8 +155,9 @@ def _verdict(base: float, run: float, tol: float, run_failed: bool) -> str:
     return "ok"
 
 
-def compare(run_df: pd.DataFrame, baseline_df: pd.DataFrame, tolerance: dict[str, float],
-            per_image: bool = False) -> pd.DataFrame:
+def compare(
+    run_df: pd.DataFrame, baseline_df: pd.DataFrame, tolerance: dict[str, float], per_image: bool = False
+) -> pd.DataFrame:
     """One row per (cell, metric): `method, dataset, scale, protocol[, image], metric, baseline, run,
     delta, verdict` with verdict in ok, regression, improvement, missing, new (see the module doc).
 
@@ -158,8 +169,9 @@ def compare(run_df: pd.DataFrame, baseline_df: pd.DataFrame, tolerance: dict[str
     tol = {**DEFAULT_TOLERANCE, **tolerance}
     metrics = list(METRICS) + ([] if per_image else ["n_images"])
     scope = set(zip(run_df["dataset"], run_df["protocol"], strict=True))
-    base = baseline_df[[(d, p) in scope for d, p in zip(baseline_df["dataset"], baseline_df["protocol"],
-                                                        strict=True)]]
+    base = baseline_df[
+        [(d, p) in scope for d, p in zip(baseline_df["dataset"], baseline_df["protocol"], strict=True)]
+    ]
     run_by_key = {k: r for k, r in zip(_key(run_df, keys), run_df.to_dict("records"), strict=True)}
     base_keys = set()
     rows: list[dict[str, object]] = []
@@ -178,7 +190,9 @@ def compare(run_df: pd.DataFrame, baseline_df: pd.DataFrame, tolerance: dict[str
                 verdict = "ok" if bv == rv else "regression"
             else:
                 verdict = _verdict(bv, rv, tol[m], failed)
-            rows.append({**cell, "metric": m, "baseline": bv, "run": rv, "delta": rv - bv, "verdict": verdict})
+            rows.append(
+                {**cell, "metric": m, "baseline": bv, "run": rv, "delta": rv - bv, "verdict": verdict}
+            )
 
     for k, b in zip(_key(base, keys), base.to_dict("records"), strict=True):
         base_keys.add(k)
@@ -186,7 +200,7 @@ def compare(run_df: pd.DataFrame, baseline_df: pd.DataFrame, tolerance: dict[str
     for k, r in run_by_key.items():
         if k not in base_keys:
             emit(dict(zip(keys, k, strict=True)), None, r)
-    cols = keys + COMPARE_COLUMNS[len(CELL):]
+    cols = keys + COMPARE_COLUMNS[len(CELL) :]
     out = pd.DataFrame(rows, columns=cols)
     out["scale"] = out["scale"].astype(int)
     return out
@@ -240,11 +254,16 @@ def format_table(result: pd.DataFrame, only_changed: bool = False) -> str:
             line[f"{m} baseline"] = _fmt(b, m)
             line[f"{m} run"] = _fmt(r, m)
             line[f"{m} delta"] = _fmt(d, m, signed=True)
+        notes = []
+        if rec["verdict"] == "regression" and any(math.isnan(g.at[m, "run"]) for m in METRICS):
+            notes.append("failed in the run")
         if "n_images" in g.index and g.at["n_images", "verdict"] == "regression":
-            line["note"] = (f"n_images {_fmt(g.at['n_images', 'baseline'], 'n_images')} -> "
-                            f"{_fmt(g.at['n_images', 'run'], 'n_images')}")
-        elif rec["verdict"] == "regression" and any(math.isnan(g.at[m, "run"]) for m in METRICS):
-            line["note"] = "failed in the run"
+            notes.append(
+                f"n_images {_fmt(g.at['n_images', 'baseline'], 'n_images')} -> "
+                f"{_fmt(g.at['n_images', 'run'], 'n_images')}"
+            )
+        if notes:
+            line["note"] = "; ".join(notes)
         line["verdict"] = rec["verdict"] if rec["verdict"] == "ok" else rec["verdict"].upper()
         lines.append(line)
     df = pd.DataFrame(lines)
@@ -258,8 +277,10 @@ def format_table(result: pd.DataFrame, only_changed: bool = False) -> str:
 def summary_line(result: pd.DataFrame) -> str:
     counts = cell_verdicts(result)["verdict"].value_counts()
     n = {v: int(counts.get(v, 0)) for v in VERDICTS}
-    text = (f"check: {n['ok']} cells ok, {n['regression']} regressions, {n['missing']} missing, "
-            f"{n['improvement']} improvements")
+    text = (
+        f"check: {n['ok']} cells ok, {n['regression']} regressions, {n['missing']} missing, "
+        f"{n['improvement']} improvements"
+    )
     if n["new"]:
         text += f", {n['new']} new (not in the baseline)"
     return text
@@ -274,8 +295,10 @@ def baseline_from_run(run_df: pd.DataFrame, per_image: bool = False) -> pd.DataF
     failed = run_df[(run_df["status"].astype(str) != "ok") | run_df["psnr"].isna() | run_df["ssim"].isna()]
     if not failed.empty:
         cells = ", ".join(sorted({f"{r.method} {r.dataset} x{r.scale}" for r in failed.itertuples()}))
-        raise CheckError(f"the run has failed cells ({cells}); a baseline records successful scores only: "
-                         f"fix the failure and rerun before --update-baseline")
+        raise CheckError(
+            f"the run has failed cells ({cells}); a baseline records successful scores only: "
+            f"fix the failure and rerun before --update-baseline"
+        )
     if per_image:
         df = run_df
         if "weights_sha256" in df.columns:
@@ -285,32 +308,47 @@ def baseline_from_run(run_df: pd.DataFrame, per_image: bool = False) -> pd.DataF
 
 
 def merge_baseline(old: pd.DataFrame, new: pd.DataFrame, keys: list[str]) -> tuple[pd.DataFrame, list[str]]:
-    """`old` with the cells of `new` added or replaced; other rows kept. Returns (merged, change lines).
+    """`old` with the (method, dataset, protocol) groups of `new` replaced by `new`'s rows; the rows of
+    other methods and datasets are kept. Returns (merged, lines describing the changes).
 
     Sorted by dataset, protocol, method, scale[, image], so regenerating gives a minimal diff.
     """
+    group = ["method", "dataset", "protocol"]
+    new_groups = set(_key(new, group))
+    if old.empty:
+        old = pd.DataFrame(columns=new.columns)
+    replaced = pd.Series([g in new_groups for g in _key(old, group)], index=old.index, dtype=bool)
+    kept = old[~replaced]
+    old_by_key = {k: r for k, r in zip(_key(old, keys), old.to_dict("records"), strict=True)}
     new_keys = set(_key(new, keys))
-    kept = old[[k not in new_keys for k in _key(old, keys)]] if not old.empty else old
-    old_by_key = {k: r for k, r in zip(_key(old, keys), old.to_dict("records"), strict=True)} if not old.empty else {}
+
+    def label(k: tuple[object, ...]) -> str:
+        return " ".join(
+            f"x{v}" if c == "scale" else str(v)
+            for c, v in zip(keys, k, strict=True)
+            if not (c == "protocol" and v == "paper")
+        )
+
     changes = []
     unchanged = 0
     for k, r in zip(_key(new, keys), new.to_dict("records"), strict=True):
-        label = " ".join(f"x{v}" if c == "scale" else str(v) for c, v in zip(keys, k, strict=True)
-                         if not (c == "protocol" and v == "paper"))
         o = old_by_key.get(k)
         if o is None:
-            changes.append(f"  added    {label}: psnr {r['psnr']:.4f}, ssim {r['ssim']:.5f}")
+            changes.append(f"  added    {label(k)}: psnr {r['psnr']:.4f}, ssim {r['ssim']:.5f}")
             continue
         moved = [m for m in ("psnr", "ssim", "n_images") if m in r and not _same(o[m], r[m])]
         if moved:
             parts = ", ".join(f"{m} {_num(o[m]):.6g} -> {_num(r[m]):.6g}" for m in moved)
-            changes.append(f"  changed  {label}: {parts}")
+            changes.append(f"  changed  {label(k)}: {parts}")
         else:
             unchanged += 1
+    for k in _key(old[replaced], keys):
+        if k not in new_keys:
+            changes.append(f"  removed  {label(k)}: not in this run")
     if unchanged:
-        changes.append(f"  {unchanged} cells unchanged")
+        changes.append(f"  {unchanged} rows unchanged")
     if len(kept):
-        changes.append(f"  {len(kept)} rows of other cells kept as they were")
+        changes.append(f"  {len(kept)} rows of other methods or datasets kept as they were")
     frames = [f for f in (kept, new) if len(f)]
     merged = pd.concat(frames, ignore_index=True) if frames else new
     order = ["dataset", "protocol", "method", "scale"] + (["image"] if "image" in keys else [])
@@ -341,7 +379,10 @@ def _update(run_dir: Path, baseline: Path, per_image: bool) -> int:
         merged, changes = merge_baseline(old, new, keys)
         _write_baseline(path, merged[PER_IMAGE_COLUMNS if pi else BASELINE_COLUMNS])
         print(f"updated {path} from {run_dir} ({len(new)} rows of this run, {len(merged)} rows in all):")
-        for line in changes:
+        shown = (
+            changes if len(changes) <= 40 else changes[:30] + [f"  ... and {len(changes) - 30} more lines"]
+        )
+        for line in shown:
             print(line)
     print("review the diff (git diff reports/baselines) and commit it with the change that moved the scores")
     return 0
@@ -376,13 +417,17 @@ def run_check(args: argparse.Namespace) -> int:
     if run_df.empty:
         raise CheckError(f"{run_dir} holds no scored cells; nothing to check")
     if not baseline.is_file():
-        raise CheckError(f"baseline {baseline} not found; give --baseline FILE, or create it from this run with "
-                         f"'python -m bench check {run_dir} --baseline {baseline} --update-baseline'")
+        raise CheckError(
+            f"baseline {baseline} not found; give --baseline FILE, or create it from this run with "
+            f"'python -m bench check {run_dir} --baseline {baseline} --update-baseline'"
+        )
     if args.per_image:
         pi = per_image_path(baseline)
         if not pi.is_file():
-            raise CheckError(f"per-image baseline {pi} not found; create it with 'python -m bench check {run_dir} "
-                             f"--baseline {baseline} --per-image --update-baseline'")
+            raise CheckError(
+                f"per-image baseline {pi} not found; create it with 'python -m bench check {run_dir} "
+                f"--baseline {baseline} --per-image --update-baseline'"
+            )
         base_df = read_baseline(pi, per_image=True)
         # per-image baselines hold the closed-form methods only; other methods are gated by their cell means
         run_df = run_df[run_df["method"].isin(set(base_df["method"]))]
@@ -394,11 +439,17 @@ def run_check(args: argparse.Namespace) -> int:
     if not (result["verdict"] != "new").any():
         run_scope = sorted(set(zip(run_df["dataset"], run_df["protocol"], strict=True)))
         others = _other_baselines(baseline, {d for d, _ in run_scope})
-        hint = f"; did you mean --baseline {others[0]}?" if others else (
-            f"; add them with 'python -m bench check {run_dir} --baseline {baseline} --update-baseline'")
+        hint = (
+            f"; did you mean --baseline {others[0]}?"
+            if others
+            else (
+                f"; add them with 'python -m bench check {run_dir} --baseline {baseline} --update-baseline'"
+            )
+        )
         raise CheckError(
             f"baseline {baseline} has no cells for the run's "
-            f"{', '.join(f'{d} ({p} protocol)' for d, p in run_scope)}: nothing to compare{hint}")
+            f"{', '.join(f'{d} ({p} protocol)' for d, p in run_scope)}: nothing to compare{hint}"
+        )
 
     tol_text = ", ".join(f"{m} {tolerance[m]:g}" for m in METRICS)
     print(f"quality check of {run_dir} against {baseline} (tolerance {tol_text}; higher is better)")
@@ -412,8 +463,11 @@ def run_check(args: argparse.Namespace) -> int:
     if failing:
         print(line + " -> FAIL")
         if (verdicts == "missing").any():
-            print("missing cells: the run lacks cells the baseline has; run them, or remove them from the baseline "
-                  "with --update-baseline if they were dropped on purpose", file=sys.stderr)
+            print(
+                f"missing cells: the run lacks cells that {baseline} has; run them, or, if they were dropped on "
+                f"purpose, delete their rows from {baseline} (or rerun the method and --update-baseline)",
+                file=sys.stderr,
+            )
         return 3
     print(line + " -> pass")
     return 0

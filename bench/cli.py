@@ -54,20 +54,21 @@ def build_parser() -> argparse.ArgumentParser:
     fe.add_argument("names", nargs="+")
 
     r = sub.add_parser("run", help="benchmark methods on datasets")
-    r.add_argument("--methods", default="all", help="'all' or comma-separated names (dir:PATH for stored outputs)")
+    r.add_argument("--methods", default=None, help="'all' (default) or comma-separated names (dir:PATH for stored outputs)")
     r.add_argument("--datasets", default=None, help="comma-separated names or folders (default set5,set14)")
-    r.add_argument("--scales", default="2,3,4")
-    r.add_argument("--pass", dest="passes", default="quality,latency", help="quality, latency or both")
-    r.add_argument("--protocol", default="paper", help="paper (default), legacy-y, rgb, ntire")
+    r.add_argument("--scales", default=None, help="comma-separated integers (default 2,3,4)")
+    r.add_argument("--pass", dest="passes", default=None, help="quality, latency or both (default quality,latency)")
+    r.add_argument("--protocol", default=None, help="paper (default), legacy-y, rgb, ntire")
     r.add_argument("--channel", default=None, choices=["y", "rgb"], help="override the protocol's channel")
     r.add_argument("--shave", default=None, help="override the border: an integer, 'scale' or 'scale+N'")
-    r.add_argument("--device", default="auto", help="auto, cpu or cuda")
-    r.add_argument("--sizes", default="1280x720", help="latency: HR output sizes WxH, comma-separated")
+    r.add_argument("--device", default=None, help="auto (default), cpu or cuda")
+    r.add_argument("--sizes", default=None, help="latency: HR output sizes WxH, comma-separated (default 1280x720)")
     r.add_argument("--out", default=None, help="run folder (default reports/runs/<timestamp>)")
     r.add_argument("--save-images", default="some", choices=["none", "some", "all"],
                    help="SR images to keep for the visual comparison (some: 2 per dataset and scale)")
     r.add_argument("--no-report", action="store_true", help="skip report.md/report.html")
-    r.add_argument("--resume", default=None, metavar="RUN_DIR", help="continue a run: compute only missing cells")
+    r.add_argument("--resume", default=None, metavar="RUN_DIR",
+                   help="continue a run: compute only missing cells (options not given are taken from its config.json)")
     r.add_argument("--no-progress", action="store_true")
 
     rep = sub.add_parser("report", help="(re)write report.md/report.html of a run folder")
@@ -76,10 +77,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     ch = sub.add_parser("check", help="compare a run with a committed baseline; exit 3 on regression")
     ch.add_argument("run_dir")
-    ch.add_argument("--baseline", default=None)
-    ch.add_argument("--tolerance", default="psnr=0.01,ssim=0.0005")
-    ch.add_argument("--per-image", action="store_true")
-    ch.add_argument("--update-baseline", action="store_true")
+    ch.add_argument("--baseline", default=None,
+                    help="baseline CSV (default reports/baselines/quality.csv; reports/baselines/sample.csv for sample)")
+    ch.add_argument("--tolerance", default="psnr=0.01,ssim=0.0005", help="allowed drop per metric")
+    ch.add_argument("--per-image", action="store_true", help="also compare every image (deterministic methods)")
+    ch.add_argument("--update-baseline", action="store_true", help="rewrite the baseline from this run")
 
     tr = sub.add_parser("train", help="train a learned method (weights + model card)")
     try:
@@ -124,31 +126,48 @@ def _method_list(text: str) -> list[str]:
     return names
 
 
+def _resume_request(args: argparse.Namespace) -> dict:
+    """The request saved by the run being resumed (empty when not resuming or none was saved)."""
+    if not args.resume:
+        return {}
+    import json
+
+    path = Path(args.resume) / "config.json"
+    if not Path(args.resume).is_dir():
+        raise UsageError(f"--resume {args.resume}: no such run folder; give the --out folder of an earlier run")
+    try:
+        return dict(json.loads(path.read_text()).get("request", {}))
+    except (OSError, ValueError):
+        return {}
+
+
 def _cmd_run(args: argparse.Namespace, argv: list[str]) -> int:
     from bench.registry import create_method, list_methods
     from bench.runner import DEFAULT_DATASETS, RunRequest, run
 
-    methods = _method_list(args.methods)
+    saved = _resume_request(args)
+    pick = lambda flag, key, default: flag if flag is not None else saved.get(key, default)  # noqa: E731
+    methods = _method_list(args.methods) if args.methods is not None else saved.get("methods") or _method_list("all")
     if not methods:
         raise UsageError("no methods given; use --methods all or e.g. --methods bicubic,srcnn")
     known = list_methods()
     for m in methods:
         if not m.startswith("dir:") and m not in known:
             create_method(m, scale=2, device="cpu")  # raises the did-you-mean error
-    passes = _csv(args.passes)
+    passes = _csv(args.passes) if args.passes is not None else saved.get("passes", ["quality", "latency"])
     out = Path(args.resume or args.out or Path("reports/runs") / datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S"))
     req = RunRequest(
         methods=methods,
-        datasets=_csv(args.datasets) if args.datasets else list(DEFAULT_DATASETS),
-        datasets_defaulted=args.datasets is None,
-        scales=_scales(args.scales),
+        datasets=_csv(args.datasets) if args.datasets else saved.get("datasets", list(DEFAULT_DATASETS)),
+        datasets_defaulted=args.datasets is None and saved.get("datasets_defaulted", True),
+        scales=_scales(args.scales) if args.scales is not None else saved.get("scales", [2, 3, 4]),
         passes=passes,
-        protocol=args.protocol,
-        channel=args.channel,
-        shave=args.shave,
-        device=args.device,
+        protocol=pick(args.protocol, "protocol", "paper"),
+        channel=pick(args.channel, "channel", None),
+        shave=pick(args.shave, "shave", None),
+        device=pick(args.device, "device", "auto"),
         out=out,
-        sizes=_sizes(args.sizes),
+        sizes=_sizes(args.sizes) if args.sizes is not None else [tuple(x) for x in saved.get("sizes", [(720, 1280)])],
         save_images=args.save_images,
         report=not args.no_report,
         resume=args.resume is not None,
@@ -173,7 +192,7 @@ def _cmd_run(args: argparse.Namespace, argv: list[str]) -> int:
     return EXIT_OK
 
 
-def _summary_table(summary: "object") -> str:
+def _summary_table(summary: object) -> str:
     import pandas as pd
 
     df = summary if isinstance(summary, pd.DataFrame) else pd.DataFrame(summary)

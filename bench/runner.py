@@ -8,8 +8,8 @@ import re
 import sys
 import time
 from collections import deque
-from concurrent.futures import Future, ThreadPoolExecutor
 from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -156,6 +156,34 @@ def _upscale(method: Any, sample: Sample, protocol: Protocol) -> tuple[Any, tupl
     return raw, expected, time.perf_counter() - t0
 
 
+OOM_TILE = 128  # LR pixels per tile when a whole image does not fit in memory
+
+
+def _is_oom(exc: BaseException) -> bool:
+    # numpy raises MemoryError; torch raises OutOfMemoryError (CUDA) or RuntimeError (CPU allocator)
+    return isinstance(exc, MemoryError) or type(exc).__name__ == "OutOfMemoryError" or (
+        isinstance(exc, RuntimeError) and "can't allocate memory" in str(exc))
+
+
+def _upscale_or_tile(method: Any, sample: Sample, protocol: Protocol, name: str,
+                     log: Log) -> tuple[Any, tuple[int, ...], float]:
+    """`_upscale`; out of memory on a method that can tile (a `tile` attribute, None when untiled): retried
+    once with `create_method(name, ..., tile=OOM_TILE)`. Raises what the method raised otherwise."""
+    try:
+        return _upscale(method, sample, protocol)
+    except (Exception, MemoryError) as exc:
+        if not (_is_oom(exc) and hasattr(method, "tile") and method.tile is None):
+            raise
+        oom = exc
+    log(f"note: {name} ran out of memory on {sample.dataset}/{sample.image} x{sample.scale}; "
+        f"retrying with tile={OOM_TILE}")
+    try:
+        tiled = create_method(name, scale=sample.scale, device=method.device, tile=OOM_TILE)
+    except Exception:  # noqa: BLE001 - cannot tile after all: report the memory error
+        raise oom from None
+    return _upscale(tiled, sample, protocol)
+
+
 def _evaluate(raw: Any, expected: tuple[int, ...], sample: Sample, protocol: Protocol) -> tuple[np.ndarray, float, float]:
     """Check the contract, round to uint8 (protocol step 3) and score."""
     sr = to_uint8(_check_output(raw, expected))
@@ -204,7 +232,9 @@ def run(req: RunRequest, *, progress: bool = True, log: Log = _stderr) -> RunOut
     if not req.resume and store.journal.exists():
         store.journal.unlink()  # a fresh run into an existing folder starts over
     config = {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(req).items()}
-    config.update(protocol=protocol.name, protocol_detail=asdict(protocol), device=device, resolved_device=device)
+    # "request" is what was asked (a resume repeats it); the top level records what was resolved
+    config["request"] = {k: v for k, v in config.items() if k not in ("out", "command", "resume")}
+    config.update(protocol=protocol.name, protocol_detail=asdict(protocol), device=device)
     store.write_json("config.json", config)
     from bench.probe import probe_env
 
@@ -291,7 +321,7 @@ def _quality_pass(req: RunRequest, protocol: Protocol, device: str, store: RunSt
                                                         log), None))
                         else:
                             try:
-                                raw, expected, seconds = _upscale(method, sample, protocol)
+                                raw, expected, seconds = _upscale_or_tile(method, sample, protocol, name, log)
                             except (Exception, MemoryError) as exc:
                                 pending.append((None, _failed(base, exc, log)))
                             else:
@@ -304,8 +334,9 @@ def _quality_pass(req: RunRequest, protocol: Protocol, device: str, store: RunSt
         drain(0)
     except KeyboardInterrupt:
         outcome.interrupted = True
-        # keep what finished before the interrupt (in order); drop the rest
-        while pending and (pending[0][0] is None or pending[0][0].done()):
+        # keep every row already submitted: at most a few short jobs (mostly scoring of outputs already
+        # computed), so nothing computed is lost; a second Ctrl-C stops the wait
+        while pending:
             fut, row = pending.popleft()
             try:
                 row = fut.result() if fut is not None else row
@@ -320,6 +351,13 @@ def _quality_pass(req: RunRequest, protocol: Protocol, device: str, store: RunSt
     finally:
         pool.shutdown(wait=True, cancel_futures=True)
         bar.close()
+    if outcome.interrupted:
+        # the journal is the truth (an interrupt may land between journaling a row and listing it)
+        names = {d.name for d in datasets}
+        rows = {_row_key(r): r for r in store.read_rows()
+                if r["method"] in req.methods and r["dataset"] in names and int(r["scale"]) in req.scales
+                and r["protocol"] == protocol.name}
+        wanted[:] = list(rows.values())
     for p in dict.fromkeys(outcome.problems):
         log(f"skipped: {p}")
     outcome.problems = list(dict.fromkeys(outcome.problems))
@@ -346,7 +384,7 @@ def _big_enough(sample: Sample, protocol: Protocol, ds: Dataset) -> bool:
 
 
 def _failed(base: dict[str, Any], exc: BaseException, log: Log) -> dict[str, Any]:
-    if isinstance(exc, MemoryError):
+    if _is_oom(exc):
         msg = "out of memory; run with a tiled method (tile=...) or smaller images"
     else:
         msg = f"{type(exc).__name__}: {exc}".splitlines()[0][:300]
@@ -369,7 +407,7 @@ def _finish(raw: Any, expected: tuple[int, ...], seconds: float, sample: Sample,
 def _run_one(method: Any, sample: Sample, protocol: Protocol, base: dict[str, Any], to_save: set[str],
              store: RunStore, log: Log) -> dict[str, Any]:
     try:
-        raw, expected, seconds = _upscale(method, sample, protocol)
+        raw, expected, seconds = _upscale_or_tile(method, sample, protocol, base["method"], log)
     except (Exception, MemoryError) as exc:  # any method bug becomes a failed cell, the run goes on
         return _failed(base, exc, log)
     return _finish(raw, expected, seconds, sample, protocol, base, to_save, store, log)

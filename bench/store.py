@@ -12,6 +12,8 @@ from typing import Any
 
 import pandas as pd
 
+from bench.errors import UsageError
+
 __all__ = ["RunStore", "atomic_write_text", "QUALITY_COLUMNS", "SUMMARY_COLUMNS"]
 
 QUALITY_COLUMNS = [
@@ -25,6 +27,8 @@ def atomic_write_text(path: Path, text: str) -> None:
     """Write a file so that readers see the old or the new content, never half of one."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    # mkstemp makes the file 0600; keep the mode of the file being replaced, else the usual 0644
+    os.fchmod(fd, path.stat().st_mode & 0o777 if path.exists() else 0o644)
     try:
         with os.fdopen(fd, "w", encoding="utf-8", newline="") as f:
             f.write(text)
@@ -51,7 +55,15 @@ class RunStore:
         self.journal = self.dir / "quality.jsonl"
 
     def create(self) -> None:
-        self.dir.mkdir(parents=True, exist_ok=True)
+        """Make the folder and check it is writable, before anything is computed. Raises UsageError."""
+        try:
+            self.dir.mkdir(parents=True, exist_ok=True)
+            with tempfile.TemporaryFile(dir=self.dir):
+                pass
+        except OSError as exc:
+            raise UsageError(
+                f"cannot write to the run folder {self.dir} ({exc.strerror}); choose a writable folder with --out"
+            ) from exc
 
     def read_rows(self) -> list[dict[str, Any]]:
         if not self.journal.exists():

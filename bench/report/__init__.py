@@ -19,7 +19,7 @@ from bench.report.tables import (
     per_image_tables,
     published_table,
 )
-from bench.report.visual import CropSpec, FigureRef, HrLoader, parse_crop, visual_comparisons
+from bench.report.visual import CropSpec, FigureRef, HrLoader, check_crop, parse_crop, visual_comparisons
 
 __all__ = ["write_report", "CropSpec", "parse_crop", "HrLoader"]
 
@@ -34,7 +34,9 @@ def _as_crop(crop: CropSpec | str | tuple | None) -> CropSpec | None:  # type: i
         return parse_crop(crop)
     if isinstance(crop, tuple) and len(crop) in (3, 5, 6):
         return parse_crop(",".join(str(v) for v in crop))
-    raise UsageError(f"crop {crop!r}: expected (dataset, image, scale[, y, x[, size]]) or 'set5,baby,4,120,80,48'")
+    raise UsageError(
+        f"crop {crop!r}: expected (dataset, image, scale[, y, x[, size]]) or 'set5,baby,4,120,80,48'"
+    )
 
 
 def write_report(
@@ -54,6 +56,8 @@ def write_report(
     """
     run = load_run(run_dir)
     spec = _as_crop(crop)
+    if spec is not None:
+        check_crop(run, spec)  # before any work: a mistyped --crop fails at once
     fig_dir = run.path / "figures"
     fig_dir.mkdir(exist_ok=True)
     for pattern in _FIGURE_GLOBS:

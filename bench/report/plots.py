@@ -8,8 +8,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import matplotlib
+import matplotlib.colors
+import matplotlib.lines
+import matplotlib.patches
 import numpy as np
 import pandas as pd
+from matplotlib.figure import Figure
 
 from bench.report.rundata import Run, dataset_label
 
@@ -27,12 +31,10 @@ DPI = 150
 _DEVICE_MARKERS = ("o", "s", "^", "D", "v", "P")
 
 
-def _pyplot():  # type: ignore[no-untyped-def]
-    # Agg chosen here, not at import time: importing this module must not touch global state.
-    matplotlib.use("Agg", force=False)
-    import matplotlib.pyplot as plt
-
-    return plt
+def _figure(width: float, height: float) -> Figure:
+    # A bare Figure renders with Agg on savefig and never touches pyplot's global state, so
+    # writing a report changes nothing for a caller who uses matplotlib interactively.
+    return Figure(figsize=(width, height), layout="constrained")
 
 
 def method_colors(methods: Sequence[str]) -> dict[str, str]:
@@ -52,12 +54,23 @@ def pareto_front(times: Sequence[float], psnrs: Sequence[float]) -> list[int]:
     return front
 
 
-def _grid(n_rows: int, n_cols: int, width: float = 3.6, height: float = 2.9):  # type: ignore[no-untyped-def]
-    plt = _pyplot()
-    fig, axes = plt.subplots(
-        n_rows, n_cols, figsize=(width * n_cols + 0.6, height * n_rows + 0.5), squeeze=False, layout="constrained"
-    )
-    return plt, fig, axes
+def _grid(n_rows: int, n_cols: int, width: float = 3.6, height: float = 2.9) -> tuple[Figure, np.ndarray]:
+    fig = _figure(width * n_cols + 0.6, height * n_rows + 0.5)
+    return fig, fig.subplots(n_rows, n_cols, squeeze=False)
+
+
+def _log_time_ticks(ax) -> None:  # type: ignore[no-untyped-def]
+    """Readable ticks on a log time axis: 1-2-5 steps, plain numbers, at least three labels."""
+    from matplotlib import ticker
+
+    lo, hi = ax.get_xlim()
+    decades = range(math.floor(math.log10(lo)), math.ceil(math.log10(hi)) + 1)
+    ticks = [m * 10.0**e for e in decades for m in (1, 2, 5) if lo <= m * 10.0**e <= hi]
+    if len(ticks) < 3:  # less than a decade shown: evenly spaced in log, 2 significant digits
+        ticks = sorted({float(f"{t:.2g}") for t in np.geomspace(lo, hi, 6)[1:-1]})
+    ax.xaxis.set_major_locator(ticker.FixedLocator(ticks))
+    ax.xaxis.set_major_formatter(ticker.FuncFormatter(lambda v, _: f"{v:g}"))
+    ax.xaxis.set_minor_formatter(ticker.NullFormatter())
 
 
 def _latency_per_method(latency: pd.DataFrame) -> pd.DataFrame:
@@ -83,7 +96,7 @@ def plot_psnr_vs_latency(run: Run, colors: dict[str, str], path: Path) -> str | 
     datasets = list(dict.fromkeys(d for d, _ in columns))
     scales = list(dict.fromkeys(s for _, s in columns))
     devices = list(dict.fromkeys(lat["device"].astype(str)))
-    plt, fig, axes = _grid(len(datasets), len(scales))
+    fig, axes = _grid(len(datasets), len(scales))
     plotted = False
     for r, dataset in enumerate(datasets):
         for c, scale in enumerate(scales):
@@ -95,16 +108,38 @@ def plot_psnr_vs_latency(run: Run, colors: dict[str, str], path: Path) -> str | 
                 pts = merged[merged["device"].astype(str) == device]
                 marker = _DEVICE_MARKERS[d_index % len(_DEVICE_MARKERS)]
                 for _, p in pts.iterrows():
-                    ax.scatter(p["median_ms"], p["psnr"], color=colors.get(p["method"], "k"), marker=marker,
-                               s=42, zorder=3, edgecolor="white", linewidth=0.6)
-                    ax.annotate(p["method"], (p["median_ms"], p["psnr"]), xytext=(4, 3),
-                                textcoords="offset points", fontsize=7, color="#333333")
+                    ax.scatter(
+                        p["median_ms"],
+                        p["psnr"],
+                        color=colors.get(p["method"], "k"),
+                        marker=marker,
+                        s=42,
+                        zorder=3,
+                        edgecolor="white",
+                        linewidth=0.6,
+                    )
+                    ax.annotate(
+                        p["method"],
+                        (p["median_ms"], p["psnr"]),
+                        xytext=(4, 3),
+                        textcoords="offset points",
+                        fontsize=7,
+                        color="#333333",
+                    )
                     plotted = True
                 if len(pts) > 1:
                     t, y = pts["median_ms"].to_numpy(float), pts["psnr"].to_numpy(float)
                     front = pareto_front(list(t), list(y))
-                    ax.step(t[front], y[front], where="post", color="#888888", linestyle="--", linewidth=1,
-                            zorder=2, label="Pareto front" if (r, c, d_index) == (0, 0, 0) else None)
+                    ax.step(
+                        t[front],
+                        y[front],
+                        where="post",
+                        color="#888888",
+                        linestyle="--",
+                        linewidth=1,
+                        zorder=2,
+                        label="Pareto front" if (r, c, d_index) == (0, 0, 0) else None,
+                    )
             ax.set_xscale("log")
             ax.set_title(f"{dataset_label(dataset)} ×{scale}", fontsize=10)
             ax.grid(True, which="both", alpha=0.25)
@@ -114,22 +149,30 @@ def plot_psnr_vs_latency(run: Run, colors: dict[str, str], path: Path) -> str | 
             if c == 0:
                 ax.set_ylabel("PSNR (dB)", fontsize=8)
             ax.margins(x=0.25, y=0.12)
+            if len(merged):
+                _log_time_ticks(ax)
     if not plotted:
-        plt.close(fig)
         return "latency.csv has no rows matching the quality results, so no quality-vs-speed plot."
     if len(devices) > 1:
         handles = [
-            matplotlib.lines.Line2D([], [], marker=_DEVICE_MARKERS[i % len(_DEVICE_MARKERS)], color="#555555",
-                                    linestyle="", label=d)
+            matplotlib.lines.Line2D(
+                [],
+                [],
+                marker=_DEVICE_MARKERS[i % len(_DEVICE_MARKERS)],
+                color="#555555",
+                linestyle="",
+                label=d,
+            )
             for i, d in enumerate(devices)
         ]
         fig.legend(handles=handles, loc="outside lower center", ncols=len(devices), fontsize=8, frameon=False)
     fig.savefig(path, dpi=DPI)
-    plt.close(fig)
     return None
 
 
-def plot_gain_over_bicubic(run: Run, colors: dict[str, str], path: Path, baseline: str = "bicubic") -> str | None:
+def plot_gain_over_bicubic(
+    run: Run, colors: dict[str, str], path: Path, baseline: str = "bicubic"
+) -> str | None:
     """Per-image PSNR gain over `baseline` (box + points) per method, one panel per (dataset, scale).
 
     Returns a note when the run has no `baseline` or no other method, else None after writing `path`.
@@ -143,7 +186,7 @@ def plot_gain_over_bicubic(run: Run, colors: dict[str, str], path: Path, baselin
     columns = run.columns
     datasets = list(dict.fromkeys(d for d, _ in columns))
     scales = list(dict.fromkeys(s for _, s in columns))
-    plt, fig, axes = _grid(len(datasets), len(scales), width=max(3.0, 0.65 * len(others) + 1.4))
+    fig, axes = _grid(len(datasets), len(scales), width=max(3.0, 0.65 * len(others) + 1.4))
     rng = np.random.default_rng(0)  # jitter only; fixed so figures are reproducible
     for r, dataset in enumerate(datasets):
         for c, scale in enumerate(scales):
@@ -160,23 +203,41 @@ def plot_gain_over_bicubic(run: Run, colors: dict[str, str], path: Path, baselin
             positions = np.arange(len(others))
             nonempty = [i for i, g in enumerate(gains) if len(g)]
             if nonempty:
-                ax.boxplot([gains[i] for i in nonempty], positions=positions[nonempty], widths=0.55,
-                           showfliers=False, medianprops={"color": "#333333"},
-                           boxprops={"color": "#aaaaaa"}, whiskerprops={"color": "#aaaaaa"},
-                           capprops={"color": "#aaaaaa"})
+                ax.boxplot(
+                    [gains[i] for i in nonempty],
+                    positions=positions[nonempty],
+                    widths=0.55,
+                    showfliers=False,
+                    medianprops={"color": "#333333"},
+                    boxprops={"color": "#aaaaaa"},
+                    whiskerprops={"color": "#aaaaaa"},
+                    capprops={"color": "#aaaaaa"},
+                )
             for i, (method, g) in enumerate(zip(others, gains, strict=True)):
-                ax.scatter(i + rng.uniform(-0.15, 0.15, len(g)), g, color=colors.get(method, "k"), s=16,
-                           zorder=3, alpha=0.9, edgecolor="white", linewidth=0.4)
+                ax.scatter(
+                    i + rng.uniform(-0.15, 0.15, len(g)),
+                    g,
+                    color=colors.get(method, "k"),
+                    s=16,
+                    zorder=3,
+                    alpha=0.9,
+                    edgecolor="white",
+                    linewidth=0.4,
+                )
             ax.axhline(0, color="#555555", linewidth=0.8)
-            ax.set_xticks(positions, labels, rotation=30 if len(others) > 3 else 0, ha="right" if len(others) > 3 else "center",
-                          fontsize=8)
+            ax.set_xticks(
+                positions,
+                labels,
+                rotation=30 if len(others) > 3 else 0,
+                ha="right" if len(others) > 3 else "center",
+                fontsize=8,
+            )
             ax.set_title(f"{dataset_label(dataset)} ×{scale}", fontsize=10)
             ax.tick_params(axis="y", labelsize=8)
             ax.grid(True, axis="y", alpha=0.25)
             if c == 0:
                 ax.set_ylabel(f"PSNR gain over {baseline} (dB)", fontsize=8)
     fig.savefig(path, dpi=DPI)
-    plt.close(fig)
     return None
 
 
@@ -197,18 +258,20 @@ def plot_visual_comparison(
 
     `hr`: HxWx3 uint8 RGB; `box`: (y, x, size) in HR pixels; `panels`: crops in display order.
     """
-    plt = _pyplot()
     y, x, size = box
     per_row = min(len(panels) + 1, 6)
     n_rows = math.ceil((len(panels) + 1) / per_row)
-    fig, axes = plt.subplots(n_rows, per_row, figsize=(2.2 * per_row, 2.55 * n_rows + 0.3), squeeze=False,
-                             layout="constrained")
+    fig = _figure(2.2 * per_row, 2.55 * n_rows + 0.3)
+    axes = fig.subplots(n_rows, per_row, squeeze=False)
     for ax in axes.flat:
         ax.set_axis_off()
     ax = axes[0][0]
     ax.imshow(hr, interpolation="lanczos")
-    ax.add_patch(matplotlib.patches.Rectangle((x - 0.5, y - 0.5), size, size, fill=False, edgecolor="#ff2222",
-                                              linewidth=1.5))
+    ax.add_patch(
+        matplotlib.patches.Rectangle(
+            (x - 0.5, y - 0.5), size, size, fill=False, edgecolor="#ff2222", linewidth=1.5
+        )
+    )
     ax.set_title("HR (full)", fontsize=8)
     for i, panel in enumerate(panels, start=1):
         ax = axes[i // per_row][i % per_row]
@@ -217,4 +280,3 @@ def plot_visual_comparison(
         ax.text(0.5, -0.04, panel.caption, transform=ax.transAxes, ha="center", va="top", fontsize=8)
     fig.suptitle(title, fontsize=10)
     fig.savefig(path, dpi=DPI)
-    plt.close(fig)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import base64
 import html
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -20,12 +20,12 @@ __all__ = ["ReportContent", "header_fields", "md_table", "render_markdown", "ren
 PROTOCOLS = {
     "paper": (
         "LR by MATLAB-exact bicubic imresize of the uint8 RGB HR image; SR rounded to "
-        "uint8; metrics on Y (BT.601 studio range, as MATLAB rgb2ycbcr) with `scale` pixels shaved; "
+        "uint8; metrics on Y (BT.601 studio range, as MATLAB rgb2ycbcr) with scale pixels shaved; "
         "SSIM as Wang et al. 2004 (11×11 Gaussian, σ 1.5, no downsampling); dataset score = mean over images"
     ),
     "legacy-y": (
         "the Y-only pipeline of the SRCNN/VDSR MATLAB scripts: Y of the HR image rounded to 8 bits, LR = "
-        "imresize of that Y plane kept in double; metrics on Y with `scale` pixels shaved; reproduces the "
+        "imresize of that Y plane kept in double; metrics on Y with scale pixels shaved; reproduces the "
         "historic bicubic rows"
     ),
 }
@@ -47,17 +47,27 @@ class ReportContent:
     per_image: list[tuple[str, Table]]
     failures: Table | None
     n_failed: int = 0
-    extra: dict[str, Any] = field(default_factory=dict)
 
 
 def _text(value: object, default: str = "unknown") -> str:
     return default if value is None or value == "" else str(value)
 
 
+def _first(mapping: dict[str, Any], *keys: str) -> Any:
+    """The first of `keys` present with a value (env.json names vary: `date`/`date_utc`, `cpu`/`cpu_model`)."""
+    for key in keys:
+        if mapping.get(key) not in (None, ""):
+            return mapping[key]
+    return None
+
+
 def header_fields(run: Run) -> list[tuple[str, str]]:
     """(label, value) pairs every report opens with: date, commit, machine, versions, command, protocol."""
     env, config = run.env, run.config
-    machine = f"CPU: {_text(env.get('cpu'))}; GPU: {_text(env.get('gpu'), 'none')}"
+    cpu = _text(_first(env, "cpu", "cpu_model"))
+    if env.get("cpu_count"):
+        cpu += f" ({env['cpu_count']} cores)"
+    machine = f"CPU: {cpu}; GPU: {_text(env.get('gpu'), 'none')}"
     if env.get("platform"):
         machine += f"; {env['platform']}"
     if env.get("torch_threads") is not None:
@@ -68,10 +78,14 @@ def header_fields(run: Run) -> list[tuple[str, str]]:
         except (TypeError, ValueError):
             pass
     versions = ", ".join(
-        f"{name} {_text(env.get(key))}" for name, key in (("Python", "python"), ("torch", "torch"), ("NumPy", "numpy"))
+        f"{name} {env[key]}"
+        for name, key in (("Python", "python"), ("torch", "torch"), ("NumPy", "numpy"), ("SciPy", "scipy"))
+        if env.get(key)
     )
     protocol = run.protocol
-    text = f"{protocol}: {PROTOCOLS.get(protocol, 'a named protocol variant')}"
+    detail = config.get("protocol_detail")
+    described = detail.get("description") if isinstance(detail, dict) else None
+    text = f"{protocol}: {described or PROTOCOLS.get(protocol, 'a named protocol variant')}"
     settings = []
     for column in ("channel", "shave", "degradation"):
         if column in run.quality.columns:
@@ -81,15 +95,16 @@ def header_fields(run: Run) -> list[tuple[str, str]]:
     if settings:
         text += f" (recorded per row: {'; '.join(settings)})"
     fields = [
-        ("Date", _text(env.get("date"))),
+        ("Date", _text(_first(env, "date", "date_utc"))),
         ("Commit", _text(env.get("git_commit"))),
         ("Machine", machine),
-        ("Versions", versions),
+        ("Versions", versions or "unknown"),
         ("Command", _text(config.get("command"))),
         ("Protocol", text),
     ]
-    if config.get("device"):
-        fields.append(("Device", str(config["device"])))
+    device = _first(config, "resolved_device", "device")
+    if device:
+        fields.append(("Device", str(device)))
     return fields
 
 
@@ -98,12 +113,16 @@ def _md_escape(text: str) -> str:
 
 
 def _md_cell(cell: Cell) -> str:
-    return "".join(f"**{_md_escape(s.text)}**" if s.bold and s.text else _md_escape(s.text) for s in cell.spans)
+    return "".join(
+        f"**{_md_escape(s.text)}**" if s.bold and s.text else _md_escape(s.text) for s in cell.spans
+    )
 
 
 def md_table(table: Table) -> str:
     """A GitHub pipe table; numeric columns right-aligned."""
-    numeric = [all(row[i].numeric or row[i].text == "—" for row in table.rows) for i in range(len(table.header))]
+    numeric = [
+        all(row[i].numeric or row[i].text == "—" for row in table.rows) for i in range(len(table.header))
+    ]
     lines = [
         "| " + " | ".join(_md_escape(h) for h in table.header) + " |",
         "|" + "|".join("---:" if numeric[i] and i else "---" for i in range(len(table.header))) + "|",
@@ -115,7 +134,9 @@ def md_table(table: Table) -> str:
 
 def html_cell(cell: Cell) -> str:
     """One cell's inner HTML (escaped), bold spans in <strong>."""
-    return "".join(f"<strong>{html.escape(s.text)}</strong>" if s.bold else html.escape(s.text) for s in cell.spans)
+    return "".join(
+        f"<strong>{html.escape(s.text)}</strong>" if s.bold else html.escape(s.text) for s in cell.spans
+    )
 
 
 def _environment() -> jinja2.Environment:

@@ -122,7 +122,18 @@ def dataset_cis(quality: pd.DataFrame) -> pd.DataFrame:
         )
     return pd.DataFrame(
         rows,
-        columns=["method", "dataset", "scale", "n", "psnr", "psnr_lo", "psnr_hi", "ssim", "ssim_lo", "ssim_hi"],
+        columns=[
+            "method",
+            "dataset",
+            "scale",
+            "n",
+            "psnr",
+            "psnr_lo",
+            "psnr_hi",
+            "ssim",
+            "ssim_lo",
+            "ssim_hi",
+        ],
     )
 
 
@@ -165,6 +176,15 @@ def column_leads(summary: pd.DataFrame, quality: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(
         rows,
         columns=[
-            "dataset", "scale", "leader", "runner_up", "lead_db", "n", "wins", "p_value", "min_p", "significant",
+            "dataset",
+            "scale",
+            "leader",
+            "runner_up",
+            "lead_db",
+            "n",
+            "wins",
+            "p_value",
+            "min_p",
+            "significant",
         ],
     )

@@ -27,6 +27,7 @@ __all__ = [
 ]
 
 NOT_SIGNIFICANT = "†"
+UNTESTABLE = "§"
 HAS_FAILURES = "‡"
 DASH = "—"
 
@@ -96,13 +97,15 @@ def _is_best(value: float, column: pd.Series) -> bool:
 def paper_table(run: Run, leads: pd.DataFrame, cis: pd.DataFrame) -> Table:
     """Methods as rows, (dataset, scale) as columns, cells `PSNR / SSIM` from summary.csv.
 
-    Bold: best PSNR and best SSIM per column (full precision). `†` after the leader's PSNR when
-    its lead over the runner-up is not significant; `‡` where some images failed.
+    Bold: best PSNR and best SSIM per column (full precision). After the leader's PSNR: `†` when
+    its lead over the runner-up is not significant, `§` when no lead could be with that few images.
+    `‡` where some images failed.
     """
     summary = run.summary.set_index(["method", "dataset", "scale"])
     ci = cis.set_index(["method", "dataset", "scale"]) if len(cis) else None
     lead = leads.set_index(["dataset", "scale"]) if len(leads) else None
     columns = run.columns
+    marks: set[str] = set()
     rows = []
     for method in run.method_order:
         cells = [Cell.of(method)]
@@ -118,7 +121,9 @@ def paper_table(run: Run, leads: pd.DataFrame, cis: pd.DataFrame) -> Table:
             if lead is not None and (dataset, scale) in lead.index:
                 info = lead.loc[(dataset, scale)]
                 if info["leader"] == method and not info["significant"]:
-                    spans.append(Span(NOT_SIGNIFICANT))
+                    mark = UNTESTABLE if info["min_p"] >= ALPHA else NOT_SIGNIFICANT
+                    spans.append(Span(mark))
+                    marks.add(mark)
             spans += [Span(" / "), Span(fmt_ssim(ssim), _is_best(ssim, col["ssim"]))]
             n_failed = int(row["n_failed"]) if "n_failed" in row.index and pd.notna(row["n_failed"]) else 0
             if n_failed:
@@ -129,13 +134,22 @@ def paper_table(run: Run, leads: pd.DataFrame, cis: pd.DataFrame) -> Table:
                 title = f"95% CI of the mean PSNR: [{fmt_psnr(c['psnr_lo'])}, {fmt_psnr(c['psnr_hi'])}] dB over {int(c['n'])} images"
             cells.append(Cell(tuple(spans), title, numeric=True))
         rows.append(cells)
-    notes = [
-        "PSNR (dB) / SSIM, mean over the images of each dataset. Bold: best in the column.",
-        f"{NOT_SIGNIFICANT} the column leader's lead over the runner-up is not significant "
-        f"(paired sign-flip permutation test over the same images, two-sided, α = {ALPHA}; see Uncertainty).",
-    ]
+    notes = ["PSNR (dB) / SSIM, mean over the images of each dataset. Bold: best in the column."]
+    if NOT_SIGNIFICANT in marks:
+        notes.append(
+            f"{NOT_SIGNIFICANT} the column leader's PSNR lead over the runner-up is not significant (paired "
+            f"sign-flip permutation test over the same images, two-sided, α = {ALPHA}; see Uncertainty)."
+        )
+    if UNTESTABLE in marks:
+        notes.append(
+            f"{UNTESTABLE} too few images to call any lead significant: with n images the smallest attainable "
+            f"two-sided p is 2/2^n (0.0625 for n = 5), so the lead is unconfirmed, however consistent "
+            "(see Uncertainty)."
+        )
     if "n_failed" in run.summary.columns and (run.summary["n_failed"].fillna(0) > 0).any():
-        notes.append(f"{HAS_FAILURES} some images failed; the mean is over the images that scored (see Failures).")
+        notes.append(
+            f"{HAS_FAILURES} some images failed; the mean is over the images that scored (see Failures)."
+        )
     return Table(["Method"] + [_column_label(d, s) for d, s in columns], rows, notes)
 
 
@@ -213,10 +227,13 @@ def published_table(run: Run, published: list[PublishedScore]) -> Table | None:
     matches = [
         p
         for p in published
-        if (p.method, p.dataset, p.scale) in summary.index and (p.protocol == run.protocol or not p.comparable)
+        if (p.method, p.dataset, p.scale) in summary.index
+        and (p.protocol == run.protocol or not p.comparable)
     ]
     d_order = {d: i for i, d in enumerate(run.dataset_order)}
-    matches.sort(key=lambda p: (order.get(p.method, 99), d_order.get(p.dataset, 99), p.scale, not p.comparable))
+    matches.sort(
+        key=lambda p: (order.get(p.method, 99), d_order.get(p.dataset, 99), p.scale, not p.comparable)
+    )
     # one precision per source table: its numbers are printed as the source prints them
     psnr_digits: dict[str, int] = {}
     ssim_digits: dict[str, int] = {}
@@ -233,7 +250,10 @@ def published_table(run: Run, published: list[PublishedScore]) -> Table | None:
         pd_digits, sd_digits = psnr_digits[p.source], ssim_digits.get(p.source, 4)
         published_text = fmt_psnr(p.psnr, pd_digits) + " / " + fmt_ssim(p.ssim, sd_digits)
         if p.comparable:
-            d_psnr, d_ssim = _fmt_signed(psnr - p.psnr, max(3, pd_digits)), _fmt_signed(ssim - p.ssim, max(4, sd_digits))
+            d_psnr, d_ssim = (
+                _fmt_signed(psnr - p.psnr, max(3, pd_digits)),
+                _fmt_signed(ssim - p.ssim, max(4, sd_digits)),
+            )
         else:
             published_text += " *"
             d_psnr = d_ssim = "n/c"
@@ -256,16 +276,25 @@ def published_table(run: Run, published: list[PublishedScore]) -> Table | None:
         "* a different degradation (not comparable, n/c): shown for reference only."
     )
     return Table(
-        ["Method", "Column", "Measured PSNR / SSIM", "Published PSNR / SSIM", "Δ PSNR (dB)", "Δ SSIM", "Source"],
+        [
+            "Method",
+            "Column",
+            "Measured PSNR / SSIM",
+            "Published PSNR / SSIM",
+            "Δ PSNR (dB)",
+            "Δ SSIM",
+            "Source",
+        ],
         rows,
         notes,
     )
 
 
 def _fmt_count(value: object) -> str:
-    if value is None or (isinstance(value, float) and math.isnan(value)):
+    try:
+        return f"{int(float(value)):,}"  # type: ignore[arg-type]
+    except (TypeError, ValueError, OverflowError):  # None, NaN, empty: not reported
         return DASH
-    return f"{int(value):,}"
 
 
 def _fmt_float(value: object, digits: int) -> str:
@@ -298,7 +327,12 @@ def cost_table(run: Run) -> Table | None:
         macs = DASH
         if m is not None and "macs_720p" in m.index and pd.notna(m["macs_720p"]):
             macs = _fmt_float(float(m["macs_720p"]) / 1e9, 2)
-        cells = [Cell.of(method), Cell.of(f"×{scale}"), Cell.of(params, numeric=True), Cell.of(macs, numeric=True)]
+        cells = [
+            Cell.of(method),
+            Cell.of(f"×{scale}"),
+            Cell.of(params, numeric=True),
+            Cell.of(macs, numeric=True),
+        ]
         if lat_row is not None:
             size = DASH
             if "input_h" in lat_row.index and pd.notna(lat_row["input_h"]):
@@ -338,7 +372,11 @@ def per_image_tables(run: Run) -> list[tuple[str, Table]]:
         here = q[(q["dataset"] == dataset) & (q["scale"] == scale)]
         if here.empty:
             continue
-        ok = here["status"].fillna("ok") == "ok" if "status" in here.columns else pd.Series(True, index=here.index)
+        ok = (
+            here["status"].fillna("ok") == "ok"
+            if "status" in here.columns
+            else pd.Series(True, index=here.index)
+        )
         psnr = here[ok].pivot_table(index="image", columns="method", values="psnr", aggfunc="first")
         ssim = here[ok].pivot_table(index="image", columns="method", values="ssim", aggfunc="first")
         failed = set(zip(here.loc[~ok, "image"], here.loc[~ok, "method"], strict=True))

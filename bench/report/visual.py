@@ -24,6 +24,7 @@ __all__ = [
     "sr_image_path",
     "disagreement_map",
     "choose_crop",
+    "check_crop",
     "visual_comparisons",
 ]
 
@@ -55,15 +56,30 @@ class CropSpec:
     size: int = DEFAULT_CROP
 
 
+_CROP_HELP = (
+    "expected DATASET/IMAGE/xSCALE[@Y,X[,SIZE]] (e.g. 'set5/baby/x4' or 'set5/baby/x4@120,80,48'), "
+    "or DATASET,IMAGE,SCALE[,Y,X[,SIZE]]"
+)
+
+
 def parse_crop(text: str) -> CropSpec:
-    """Parse `DATASET,IMAGE,SCALE[,Y,X[,SIZE]]` (e.g. `set5,baby,4,120,80,48`); raises UsageError."""
-    parts = [p.strip() for p in text.split(",")]
+    """Parse a `--crop` value; raises UsageError naming the expected forms.
+
+    `DATASET/IMAGE/xS` (window chosen automatically) or `DATASET/IMAGE/xS@Y,X[,SIZE]` (top-left
+    Y, X and SIZE in HR pixels); the same as one comma-separated list is accepted too.
+    """
+    if "/" in text:
+        where, _, window = text.partition("@")
+        parts = [p.strip() for p in where.split("/")]
+        if len(parts) != 3:
+            raise UsageError(f"--crop {text!r}: {_CROP_HELP}")
+        parts += [p.strip() for p in window.split(",")] if window else []
+    else:
+        parts = [p.strip() for p in text.split(",")]
     if len(parts) not in (3, 5, 6) or not all(parts):
-        raise UsageError(
-            f"--crop {text!r}: expected DATASET,IMAGE,SCALE[,Y,X[,SIZE]], e.g. 'set5,baby,4' or 'set5,baby,4,120,80,48'"
-        )
+        raise UsageError(f"--crop {text!r}: {_CROP_HELP}")
     try:
-        numbers = [int(p.lstrip("x")) if i == 0 else int(p) for i, p in enumerate(parts[2:])]
+        numbers = [int(p.lower().lstrip("x")) if i == 0 else int(p) for i, p in enumerate(parts[2:])]
     except ValueError as exc:
         raise UsageError(f"--crop {text!r}: SCALE, Y, X and SIZE must be integers ({exc})") from None
     scale, *rest = numbers
@@ -85,8 +101,10 @@ def default_hr_loader(dataset: str, image: str, scale: int) -> np.ndarray:
 
 
 def sr_image_path(run_dir: Path, method: str, dataset: str, scale: int, image: str) -> Path:
-    """Where the run saves the SR output of `method` for one image."""
-    return Path(run_dir) / "images" / method / dataset / f"x{scale}" / f"{Path(image).stem}.png"
+    """Where the run saves the SR output of `method` for one image (the runner's layout and names)."""
+    # the runner makes method names safe as folder names ('dir:/some/path' -> 'dir_some_path')
+    folder = re.sub(r"[^A-Za-z0-9._-]+", "_", method).strip("_") or "method"
+    return Path(run_dir) / "images" / folder / dataset / f"x{scale}" / f"{image}.png"
 
 
 def _read_rgb(path: Path) -> np.ndarray:
@@ -169,7 +187,9 @@ def _draw(
     return FigureRef(path, f"Visual comparison: {dataset_label(dataset)} ×{scale}, {image}", caption)
 
 
-def _load(run: Run, dataset: str, scale: int, image: str, hr_loader: HrLoader) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+def _load(
+    run: Run, dataset: str, scale: int, image: str, hr_loader: HrLoader
+) -> tuple[np.ndarray, dict[str, np.ndarray]]:
     hr = np.asarray(hr_loader(dataset, image, scale))
     if hr.ndim == 2:
         hr = np.repeat(hr[..., None], 3, axis=2)
@@ -183,6 +203,22 @@ def _load(run: Run, dataset: str, scale: int, image: str, hr_loader: HrLoader) -
             )
         srs[method] = sr
     return hr, srs
+
+
+def check_crop(run: Run, crop: CropSpec) -> None:
+    """Raise UsageError unless the run saved SR images for the requested crop's image."""
+    if not _saved_methods(run, crop.dataset, crop.scale, crop.image):
+        saved = sorted(
+            {
+                f"{p.parent.parent.name}/{p.stem}/{p.parent.name}"
+                for p in (run.path / "images").glob("*/*/x*/*.png")
+            }
+        )
+        hint = f"saved: {', '.join(saved[:8])}{' ...' if len(saved) > 8 else ''}" if saved else "none saved"
+        raise UsageError(
+            f"--crop: no saved SR images for {crop.dataset}/{crop.image} x{crop.scale} under "
+            f"{run.path / 'images'} ({hint}); pick one of those, or re-run with --save-images all"
+        )
 
 
 def visual_comparisons(
@@ -204,11 +240,7 @@ def visual_comparisons(
     figures: list[FigureRef] = []
     notes: list[str] = []
     if crop is not None:
-        if not _saved_methods(run, crop.dataset, crop.scale, crop.image):
-            raise UsageError(
-                f"--crop: no saved SR images for {crop.dataset}/{crop.image} x{crop.scale} under "
-                f"{run.path / 'images'}; pick an image the run saved, or re-run with --save-images"
-            )
+        check_crop(run, crop)
         try:
             hr, srs = _load(run, crop.dataset, crop.scale, crop.image, loader)
         except BenchError:
@@ -226,16 +258,24 @@ def visual_comparisons(
                     f"{hr.shape[1]}x{hr.shape[0]} HR image"
                 )
             y, x, chosen = crop.y, crop.x, "as requested"
-        figures.append(_draw(run, colors, fig_dir, crop.dataset, crop.scale, crop.image, hr, srs, (y, x, size), chosen))
+        figures.append(
+            _draw(run, colors, fig_dir, crop.dataset, crop.scale, crop.image, hr, srs, (y, x, size), chosen)
+        )
         return figures, notes
 
     if not (run.path / "images").is_dir():
-        notes.append("No SR images saved in this run (images/), so no visual comparison; re-run with --save-images.")
+        notes.append(
+            "No SR images saved in this run (images/), so no visual comparison; re-run with --save-images."
+        )
         return figures, notes
     for dataset, scale in run.columns:
         if len(figures) >= max_figures:
             break
-        images = list(dict.fromkeys(run.quality[(run.quality["dataset"] == dataset) & (run.quality["scale"] == scale)]["image"]))
+        images = list(
+            dict.fromkeys(
+                run.quality[(run.quality["dataset"] == dataset) & (run.quality["scale"] == scale)]["image"]
+            )
+        )
         saved = [(im, _saved_methods(run, dataset, scale, im)) for im in images]
         saved = [(im, ms) for im, ms in saved if ms]
         if not saved:
@@ -255,8 +295,21 @@ def visual_comparisons(
         if best is not None:
             _, image, hr, srs, box = best
             figures.append(
-                _draw(run, colors, fig_dir, dataset, scale, image, hr, srs, box, "chosen where the methods differ most")
+                _draw(
+                    run,
+                    colors,
+                    fig_dir,
+                    dataset,
+                    scale,
+                    image,
+                    hr,
+                    srs,
+                    box,
+                    "chosen where the methods differ most",
+                )
             )
     if not figures and not notes:
-        notes.append("No SR images saved in this run (images/), so no visual comparison; re-run with --save-images.")
+        notes.append(
+            "No SR images saved in this run (images/), so no visual comparison; re-run with --save-images."
+        )
     return figures, notes
