@@ -6,7 +6,7 @@ import argparse
 import os
 import shlex
 import sys
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 from bench.errors import BenchError, UsageError
@@ -155,7 +155,7 @@ def _cmd_run(args: argparse.Namespace, argv: list[str]) -> int:
         if not m.startswith("dir:") and m not in known:
             create_method(m, scale=2, device="cpu")  # raises the did-you-mean error
     passes = _csv(args.passes) if args.passes is not None else saved.get("passes", ["quality", "latency"])
-    out = Path(args.resume or args.out or Path("reports/runs") / datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S"))
+    out = Path(args.resume or args.out or Path("reports/runs") / datetime.now(UTC).strftime("%Y%m%d-%H%M%S"))
     req = RunRequest(
         methods=methods,
         datasets=_csv(args.datasets) if args.datasets else saved.get("datasets", list(DEFAULT_DATASETS)),

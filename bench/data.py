@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import io
+import math
 import os
 import shutil
 import tarfile
@@ -13,7 +15,7 @@ import warnings
 import zipfile
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from functools import lru_cache
+from functools import cache
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -197,7 +199,7 @@ def _atomic_write_png(path: Path, img: np.ndarray) -> None:
 # ----------------------------------------------------------------------------------------- manifests
 
 
-@lru_cache(maxsize=None)
+@cache
 def _manifests() -> dict[str, dict[str, Any]]:
     out = {}
     for p in sorted(MANIFEST_DIR.glob("*.toml")):
@@ -246,12 +248,23 @@ class Dataset:
             try:
                 data = path.read_bytes()
             except OSError as exc:
+                if self.origin == "folder":  # one unreadable file of the user's folder skips that file only
+                    self.problems.append(ImageProblem(self.name, name, f"{path.name}: cannot read the file "
+                                                      f"({exc.strerror}); check it exists and is readable"))
+                    continue
                 raise DataError(f"{self.name}: cannot read {path}: {exc.strerror}") from exc
             digest = hashlib.sha256(data).hexdigest()
             if expected and digest != expected:
+                if self.origin in ("cache", "download"):
+                    # a damaged cached copy is dropped, so the next fetch downloads it again
+                    path.unlink(missing_ok=True)
+                    fix = f"it was removed from the cache; run 'python -m bench fetch {self.name}'"
+                else:
+                    fix = (f"replace it with a good copy, or take its folder out of SRBENCH_DATA_PATH and run "
+                           f"'python -m bench fetch {self.name}'")
                 raise DataError(
                     f"sha256 of {path} is {digest[:12]}..., expected {expected[:12]}...: the file is corrupt "
-                    f"or was replaced; delete it or run 'python -m bench fetch {self.name}'"
+                    f"or was replaced; {fix}"
                 )
             try:
                 rgb, gray = load_rgb(path, data)
@@ -300,7 +313,9 @@ def _sample_dataset() -> Dataset:
     import skimage
 
     root = Path(skimage.__file__).parent / "data"
-    files = [(Path(f).stem, root / f, None) for f in SAMPLE_FILES if (root / f).is_file()]
+    files: list[tuple[str, Path, str | None]] = [
+        (Path(f).stem, root / f, None) for f in SAMPLE_FILES if (root / f).is_file()
+    ]
     if not files:
         raise DataError(f"scikit-image's sample images are missing under {root}; reinstall scikit-image")
     return Dataset("sample", "sample (scikit-image)", files, "sample")
@@ -395,8 +410,8 @@ def _check_member_name(member: str, archive: str) -> None:
     parts = Path(member.replace("\\", "/")).parts
     if member.startswith(("/", "\\")) or (parts and parts[0].endswith(":")) or ".." in parts:
         raise DataError(
-            f"{archive}: member {member!r} would land outside the target folder; the archive is unsafe, "
-            f"delete it and check the source"
+            f"{archive}: member {member!r} would land outside the target folder; the archive is unsafe "
+            f"(it was deleted); check the source or SRBENCH_MIRROR"
         )
 
 
@@ -430,7 +445,7 @@ def _extract(archive: Path, fmt: str, prefix: str, wanted: set[str], dest: Path)
         else:
             raise DataError(f"unknown archive format {fmt!r} in the manifest; use tar, tar.gz or zip")
     except (tarfile.TarError, zipfile.BadZipFile, EOFError) as exc:
-        raise DataError(f"{archive.name}: damaged archive ({exc}); delete it and run the fetch again") from exc
+        raise DataError(f"{archive.name}: damaged archive ({exc}); it was deleted: fetch again") from exc
     return out
 
 
@@ -454,6 +469,9 @@ def fetch(name: str) -> Path:
         )
     import pooch
 
+    # pooch's INFO lines advise on its own API ("use this value as known_hash"): not for our users
+    pooch.get_logger().setLevel("WARNING")
+    timeout = _timeout()
     root = cache_dir()
     target = root / m["folder"]
     downloads = root / "downloads"
@@ -470,23 +488,27 @@ def fetch(name: str) -> Path:
                     fname=f"{name}-{Path(urlsplit(src['url']).path).name}",
                     path=downloads,
                     progressbar=_progress(),
-                    downloader=pooch.HTTPDownloader(timeout=60, progressbar=_progress()),
+                    downloader=pooch.HTTPDownloader(timeout=timeout, progressbar=_progress()),
                 )
             )
-        except PermissionError as exc:
-            raise DataError(f"cannot write to the cache folder {downloads} ({exc.strerror}); set SRBENCH_CACHE to a writable folder") from exc
-        except OSError as exc:
-            if getattr(exc, "errno", None) == 28:
-                raise DataError(f"disk full while writing to {downloads}; free space or set SRBENCH_CACHE elsewhere") from exc
-            errors.append(f"{url}: {exc}")
-            continue
         except Exception as exc:  # pooch raises ValueError on hash mismatch, requests errors on HTTP
-            errors.append(f"{url}: {_short(exc)}")
+            # requests' errors are OSErrors without an errno; the file system's have one
+            cache_err = _cache_error(exc, downloads) if isinstance(exc, OSError) else None
+            if cache_err is not None:
+                raise cache_err from exc
+            errors.append(f"{url}: {_describe(exc, timeout)}")
             continue
         try:
             _install(archive, src, expected, target, m)
         except DataError as exc:
+            archive.unlink(missing_ok=True)  # a bad archive is not kept: the next fetch downloads it afresh
             errors.append(f"{url}: {exc}")
+            continue
+        except OSError as exc:
+            cache_err = _cache_error(exc, target.parent)
+            if cache_err is not None:
+                raise cache_err from exc
+            errors.append(f"{url}: cannot extract {archive.name}: {exc}")
             continue
         return target
     raise DataError(f"could not fetch dataset {name}: " + "; ".join(errors) + ". " + OFFLINE_FIX.format(name=name))
@@ -495,6 +517,39 @@ def fetch(name: str) -> Path:
 def _short(exc: Exception) -> str:
     text = str(exc).strip().splitlines()
     return (text[0] if text else type(exc).__name__)[:300]
+
+
+def _describe(exc: Exception, timeout: float) -> str:
+    text = _short(exc)
+    if "timed out" in text.lower():
+        return f"{text} (no data for {timeout:g} s; set SRBENCH_TIMEOUT to wait longer or use a closer SRBENCH_MIRROR)"
+    return text
+
+
+def _timeout() -> float:
+    """Seconds a download may go without receiving data: SRBENCH_TIMEOUT, default 60."""
+    raw = os.environ.get("SRBENCH_TIMEOUT", "").strip()
+    try:
+        seconds = float(raw) if raw else 60.0
+    except ValueError:
+        seconds = math.nan
+    if not (seconds > 0 and math.isfinite(seconds)):
+        raise UsageError(f"SRBENCH_TIMEOUT={raw!r} is not a positive number of seconds; unset it or set e.g. 60")
+    return seconds
+
+
+_CACHE_WRITE_ERRNOS = (errno.EACCES, errno.EPERM, errno.EROFS, errno.ENOTDIR, errno.EEXIST)
+
+
+def _cache_error(exc: OSError, folder: Path) -> DataError | None:
+    """A DataError naming the cache folder when `exc` is the file system refusing to write there."""
+    if exc.errno == errno.ENOSPC:
+        return DataError(f"disk full while writing to {folder}; free space or set SRBENCH_CACHE elsewhere")
+    if exc.errno in _CACHE_WRITE_ERRNOS:
+        return DataError(
+            f"cannot write to the cache folder {folder} ({exc.strerror}); set SRBENCH_CACHE to a writable folder"
+        )
+    return None
 
 
 def _progress() -> bool:
@@ -507,6 +562,7 @@ def _install(archive: Path, src: dict[str, Any], expected: list[tuple[str, str |
 
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}-", dir=target.parent))
+    old = target.with_name(f"{tmp.name}-old")
     try:
         wanted = {fname for fname, _ in expected}
         got = _extract(archive, src["format"], src.get("prefix", ""), wanted, tmp)
@@ -522,7 +578,7 @@ def _install(archive: Path, src: dict[str, Any], expected: list[tuple[str, str |
             if sha and src.get("file_hashes", True) and digest != sha:
                 raise DataError(
                     f"sha256 of {fname} in {archive.name} is {digest[:12]}..., expected {sha[:12]}...; "
-                    f"the download is corrupt: delete {archive} and fetch again"
+                    f"the download is corrupt (it was deleted): fetch again"
                 )
             hashes[fname] = digest
         if "folder_md5" in m and not any(sha for _, sha in expected):
@@ -530,14 +586,22 @@ def _install(archive: Path, src: dict[str, Any], expected: list[tuple[str, str |
             if got_md5 != m["folder_md5"]:
                 raise DataError(
                     f"folder md5 of {m['name']} is {got_md5}, expected {m['folder_md5']}; the archive "
-                    f"content differs from the published set: delete {archive} and fetch again"
+                    f"content differs from the published set (it was deleted): fetch again"
                 )
         (tmp / ".srbench-verified.json").write_text(
             json.dumps({"source": src["url"], "archive": archive.name, "files": hashes}, indent=1)
         )
+        # another process may install the same dataset at once: never delete a folder it may be reading
+        if _complete(target, expected) and _cached_hashes(target) == hashes:
+            return
         if target.exists():
-            shutil.rmtree(target)
-        os.replace(tmp, target)
+            os.replace(target, old)  # a stale or partial copy is moved aside in one step
+        try:
+            os.replace(tmp, target)
+        except OSError:
+            if not (_complete(target, expected) and _cached_hashes(target) == hashes):
+                raise  # not a concurrent install of the same files
     finally:
-        if tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)
+        for leftover in (tmp, old):
+            if leftover.exists():
+                shutil.rmtree(leftover, ignore_errors=True)

@@ -31,6 +31,9 @@ __all__ = [
 # (height, width) of the HR output: 1280x720 is the size papers quote cost for
 DEFAULT_SIZES: tuple[tuple[int, int], ...] = ((720, 1280),)
 
+# the clock of every timed round (module attribute so tests can substitute a fake clock)
+_now_ns = time.perf_counter_ns
+
 # one row of latency.csv, in this order
 LATENCY_COLUMNS = [
     "method",
@@ -66,7 +69,9 @@ def parse_sizes(text: str) -> list[tuple[int, int]]:
     for part in text.split(","):
         w, sep, h = part.strip().lower().partition("x")
         if not sep or not w.isdigit() or not h.isdigit() or int(w) < 1 or int(h) < 1:
-            raise UsageError(f"bad size {part.strip()!r} in --sizes {text!r}; expected WxH pairs like 1280x720,1920x1080")
+            raise UsageError(
+                f"bad size {part.strip()!r} in --sizes {text!r}; expected WxH pairs like 1280x720,1920x1080"
+            )
         sizes.append((int(h), int(w)))
     return sizes
 
@@ -82,7 +87,7 @@ def measure_latency(
     lr_shape: tuple[int, int],
     device: str | None = None,
     min_rounds: int = 5,
-    min_time_s: float = 0.3,
+    min_time_s: float = 0.25,
     max_rounds: int = 1000,
     warmup: int = 1,
     warmup_time_s: float = 0.05,
@@ -92,8 +97,8 @@ def measure_latency(
 ) -> dict[str, Any]:
     """Time `method.upscale` on a seeded synthetic HxWx3 uint8 LR image; one row of latency.csv.
 
-    Warm-up: at least `warmup` calls and `warmup_time_s` seconds (first calls build kernels, fill
-    caches and allocator pools; excluded). Then rounds of one call each, timed with
+    Warm-up: at least `warmup` calls and `warmup_time_s` seconds, counted from the first call (first
+    calls build kernels, fill caches and allocator pools; excluded). Then rounds of one call each, timed with
     `time.perf_counter_ns`, until at least `min_rounds` rounds *and* `min_time_s` seconds are done
     (at most `max_rounds`), with garbage collection paused and under `torch.inference_mode()`.
     On CUDA each round is bracketed by `torch.cuda.synchronize()` and also timed with CUDA events
@@ -101,9 +106,9 @@ def measure_latency(
     restored afterwards, and recorded. `batch > 1` times `upscale_batch` on `batch` images per round
     (the method must offer it); `median_ms` is then per round, `mpix_per_s` counts all outputs.
 
-    Peak memory (`peak_mem_mb`) comes from one extra untimed call: CUDA `max_memory_allocated`
+    Peak memory (`peak_mem_mb`) is measured on the first (untimed) call: CUDA `max_memory_allocated`
     growth; on CPU the larger of the peak RSS growth (VmHWM, reset through /proc/self/clear_refs)
-    and tracemalloc's peak (numpy allocations). Memory that the allocator reuses from earlier calls is
+    and tracemalloc's peak (numpy allocations). Memory that the allocator reuses from earlier work is
     not growth, so on CPU it is a lower bound. An optional `method.prepare_for_latency()` runs first
     (e.g. compiling), outside any timing. Raises UsageError for bad arguments; the method's own
     errors propagate.
@@ -125,8 +130,8 @@ def measure_latency(
     else:
         call = lambda: method.upscale(lrs[0])  # noqa: E731
 
-    device = device or getattr(method, "device", "cpu")
-    on_cuda = str(device).startswith("cuda") and torch.cuda.is_available()
+    device = str(device or getattr(method, "device", "cpu"))
+    on_cuda = device.startswith("cuda") and torch.cuda.is_available()
     sync: Callable[[], None] = torch.cuda.synchronize if on_cuda else (lambda: None)
     old_threads = torch.get_num_threads()
     threads = threads or old_threads
@@ -137,18 +142,19 @@ def measure_latency(
         with torch.inference_mode():
             if callable(prepare):
                 prepare()
-            out = call()
+            # the first call (the slowest: kernels are built, memory is fresh) tells the output size and
+            # the peak memory, and is the first warm-up call
+            t_end = _now_ns() + int(warmup_time_s * 1e9)  # a slow first call is warm-up enough
+            out, peak_mb = _call_measuring_memory(call, on_cuda)
             first = out[0] if batch > 1 else out
             out_h, out_w = int(first.shape[0]), int(first.shape[1])
             del out, first
-            t_end = time.perf_counter() + warmup_time_s
             n_warm = 1
-            while n_warm < warmup or time.perf_counter() < t_end:
+            while n_warm < warmup or _now_ns() < t_end:
                 call()
                 n_warm += 1
             sync()
             times_ns, device_ms = _timed_rounds(call, sync, on_cuda, min_rounds, min_time_s, max_rounds)
-            peak_mb = _peak_memory_mb(call, on_cuda)
     finally:
         torch.set_num_threads(old_threads)
 
@@ -159,7 +165,7 @@ def measure_latency(
     return {
         "method": method.name,
         "scale": int(method.scale),
-        "device": str(device),
+        "device": device,
         "device_name": torch.cuda.get_device_name(torch.device(device)) if on_cuda else cpu_model(),
         "input_h": h,
         "input_w": w,
@@ -195,8 +201,9 @@ def _timed_rounds(
     times: list[int] = []
     device_ms: list[float] = []
     gc_was_enabled = gc.isenabled()
-    gc.collect()
-    gc.disable()  # a collection inside a round would be charged to the method
+    # a collection inside a round would be charged to the method; no gc.collect() before: with
+    # torch and pandas loaded a full collection costs ~0.2 s, more than most measurements
+    gc.disable()
     try:
         budget_ns = int(min_time_s * 1e9)
         spent = 0
@@ -204,17 +211,17 @@ def _timed_rounds(
             if on_cuda:
                 start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
                 sync()
-                t0 = time.perf_counter_ns()
+                t0 = _now_ns()
                 start.record()
                 call()
                 end.record()
                 sync()
-                dt = time.perf_counter_ns() - t0
+                dt = _now_ns() - t0
                 device_ms.append(start.elapsed_time(end))
             else:
-                t0 = time.perf_counter_ns()
+                t0 = _now_ns()
                 call()
-                dt = time.perf_counter_ns() - t0
+                dt = _now_ns() - t0
             times.append(dt)
             spent += dt
     finally:
@@ -223,16 +230,17 @@ def _timed_rounds(
     return times, device_ms
 
 
-def _peak_memory_mb(call: Callable[[], Any], on_cuda: bool) -> float:
+def _call_measuring_memory(call: Callable[[], Any], on_cuda: bool) -> tuple[Any, float]:
+    """call() and the memory it grew by, in MiB (CUDA: allocated; CPU: max of RSS and tracemalloc)."""
     if on_cuda:
         import torch
 
         torch.cuda.synchronize()
         base = torch.cuda.memory_allocated()
         torch.cuda.reset_peak_memory_stats()
-        call()
+        out = call()
         torch.cuda.synchronize()
-        return (torch.cuda.max_memory_allocated() - base) / 2**20
+        return out, (torch.cuda.max_memory_allocated() - base) / 2**20
     rss0 = _reset_peak_rss()
     tracing = tracemalloc.is_tracing()
     if not tracing:
@@ -240,14 +248,14 @@ def _peak_memory_mb(call: Callable[[], Any], on_cuda: bool) -> float:
     tracemalloc.reset_peak()
     traced0 = tracemalloc.get_traced_memory()[0]
     try:
-        call()
+        out = call()
         traced = tracemalloc.get_traced_memory()[1] - traced0
     finally:
         if not tracing:
             tracemalloc.stop()
     hwm = _status_kb("VmHWM")
     rss_growth = (hwm - rss0) * 1024 if (rss0 is not None and hwm is not None) else 0
-    return max(rss_growth, traced) / 2**20
+    return out, max(rss_growth, traced) / 2**20
 
 
 def _status_kb(key: str) -> int | None:
@@ -339,8 +347,7 @@ def latency_pass(
                 if not getattr(method, "needs_ref", False):
                     for size in sizes:
                         rows.append(measure_latency(method, lr_shape=lr_shape_for(size, scale), **measure_kw))
-                del method
-                gc.collect()
+                del method  # released before the next one is built (reference counting frees it)
                 if bar is not None:
                     bar.update(1)
     return pd.DataFrame(rows, columns=LATENCY_COLUMNS)

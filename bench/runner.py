@@ -95,8 +95,8 @@ def _resolve_datasets(req: RunRequest, log: Log) -> tuple[list[Dataset], list[st
                    f"running on the built-in 'sample' images instead")
             log(msg)
             return [open_dataset("sample")], [msg]
-        for name, exc in missing:
-            msg = f"warning: default dataset {name} skipped: {exc}"
+        for name, err in missing:
+            msg = f"warning: default dataset {name} skipped: {err}"
             log(msg)
             warnings.append(msg)
         return found, warnings
@@ -297,10 +297,12 @@ def _quality_pass(req: RunRequest, protocol: Protocol, device: str, store: RunSt
                     key = (name, scale)
                     if key not in methods and key not in build_errors:
                         try:
-                            methods[key] = create_method(name, scale=scale, device=device)
-                        except BenchError as exc:
-                            build_errors[key] = str(exc)
-                            log(f"error: {name} x{scale}: {exc}")
+                            built = create_method(name, scale=scale, device=device)
+                            built.info()  # a broken info() fails this method's cells, not the whole run
+                            methods[key] = built
+                        except Exception as exc:  # noqa: BLE001 - create_method raises BenchError; info() anything
+                            build_errors[key] = str(exc) if isinstance(exc, BenchError) else f"{type(exc).__name__}: {exc}"
+                            log(f"error: {name} x{scale}: {build_errors[key]}")
                     method = methods.get(key)
                     wsha = method.info().weights_sha256 if method is not None else None
                     for sample in samples:

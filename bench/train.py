@@ -136,7 +136,9 @@ class _PatchSampler:
         xs, ys = [], []
         for _ in range(n):
             s = self.scales[int(rng.integers(len(self.scales)))]
-            inp, tgt = self.banks[s][min(int(np.searchsorted(self.cdf[s], rng.random(), side="right")), len(self.cdf[s]) - 1)]
+            inp, tgt = self.banks[s][
+                min(int(np.searchsorted(self.cdf[s], rng.random(), side="right")), len(self.cdf[s]) - 1)
+            ]
             f = 1 if self.input_upscaled else s
             # SRCNN patches start on the LR grid too, so every scale sees the same sub-pixel phases as at test
             grid = s if self.input_upscaled else 1
@@ -186,7 +188,11 @@ def _method_for(name: str, net: Any, scale: int, device: str) -> Any:
 
     spec = _specs()[name]
     return YChannelMethod(
-        name, net, scale=scale, device=device, input_upscaled=spec.input_upscaled,
+        name,
+        net,
+        scale=scale,
+        device=device,
+        input_upscaled=spec.input_upscaled,
         receptive_radius=int(getattr(net, "receptive_radius", 8)),
     )
 
@@ -230,6 +236,29 @@ def _write_json(path: Path, data: dict[str, Any]) -> None:
     os.replace(tmp, path)
 
 
+class _StopOnSigterm:
+    """Turns SIGTERM into a flag the step loop checks, so a killed run saves a checkpoint first."""
+
+    def __init__(self) -> None:
+        import signal
+        import threading
+
+        self.requested = False
+        self._old: Any = None
+        if threading.current_thread() is threading.main_thread():
+            self._old = signal.signal(signal.SIGTERM, self._handle)
+
+    def _handle(self, signum: int, frame: Any) -> None:
+        self.requested = True
+
+    def restore(self) -> None:
+        import signal
+
+        if self._old is not None:
+            signal.signal(signal.SIGTERM, self._old)
+            self._old = None
+
+
 def _lr_at(step: int, steps: int, base: float, warmup: int) -> float:
     """Linear warm-up, then cosine decay to 1% of the base rate; a pure function of the step (resume-safe)."""
     if step < warmup:
@@ -260,6 +289,8 @@ def train(
     val_dataset: str = "set5",
     train_scales: Sequence[int] | None = None,
     loss: str = "l1",
+    init: str = "bicubic",
+    until: int | None = None,
     progress: bool = True,
     command: str | None = None,
 ) -> TrainResult:
@@ -268,6 +299,8 @@ def train(
     Writes into `out_dir` (default train_runs/<method>_x<scale>): last.safetensors + optimizer.pt +
     state.json (resume point), best.safetensors (best validation PSNR on `val_dataset`), log.txt.
     `resume=True` continues from state.json at its step; `steps` is the total step count.
+    `until` stops (with a checkpoint) after that step, as an interruption would.
+    `init="bicubic"` starts a fresh net as bicubic interpolation (see the nets' init methods);
     `train_scales` mixes scales for scale-agnostic networks (SRCNN); validation uses `scale`.
     Raises UsageError on bad options, DataError when the data cannot be had.
     """
@@ -284,6 +317,8 @@ def train(
         raise UsageError(f"scales must be integers >= 2, got {scale} / {scales}")
     if len(scales) > 1 and not spec.input_upscaled:
         raise UsageError(f"{method} has a scale-specific upsampling layer; train one scale at a time")
+    if init not in ("bicubic", "random"):
+        raise UsageError(f"unknown init {init!r}; choose bicubic or random")
     if loss not in ("l1", "mse"):
         raise UsageError(f"unknown loss {loss!r}; choose l1 or mse")
     steps = int(steps if steps is not None else spec.steps)
@@ -305,11 +340,27 @@ def train(
     torch.manual_seed(seed)
     net = spec.build(scale).to(dev)
     state: dict[str, Any] = {
-        "method": method, "scale": scale, "train_scales": list(scales), "datasets": list(datasets),
-        "steps": steps, "batch_size": batch_size, "patch_size": patch, "lr": base_lr, "seed": seed,
-        "loss": loss, "init_from": str(init_from) if init_from else None, "val_dataset": val_dataset,
-        "command": command, "step": 0, "wall_s": 0.0, "best_psnr": -1.0, "best_step": 0, "history": [],
-        "device": dev, "threads": torch.get_num_threads(),
+        "method": method,
+        "scale": scale,
+        "train_scales": list(scales),
+        "datasets": list(datasets),
+        "steps": steps,
+        "batch_size": batch_size,
+        "patch_size": patch,
+        "lr": base_lr,
+        "seed": seed,
+        "loss": loss,
+        "init": init,
+        "init_from": str(init_from) if init_from else None,
+        "val_dataset": val_dataset,
+        "command": command,
+        "step": 0,
+        "wall_s": 0.0,
+        "best_psnr": -1.0,
+        "best_step": 0,
+        "history": [],
+        "device": dev,
+        "threads": torch.get_num_threads(),
     }
     opt = torch.optim.Adam(net.parameters(), lr=base_lr)
     if resume:
@@ -326,9 +377,14 @@ def train(
         for key in ("step", "wall_s", "best_psnr", "best_step", "history", "init_from"):
             state[key] = saved[key]
         state["command"] = saved.get("command") or command
+        state["commands"] = saved.get("commands") or [saved.get("command")]
+        state["commands"].append(command)
         state["resumed_at"] = saved.get("resumed_at", []) + [saved["step"]]
     elif init_from:
         state["init_skipped"] = _load_tensors(net, Path(init_from), partial=True)
+    elif init == "bicubic":
+        # start from (a close approximation of) bicubic interpolation: same architecture, residual-like start
+        (net.init_identity if hasattr(net, "init_identity") else net.init_bicubic)()
     net = net.to(memory_format=torch.channels_last)
 
     images = []
@@ -339,7 +395,9 @@ def train(
     min_side = patch if spec.input_upscaled else patch
     banks = {}
     for s in scales:
-        banks[s] = _pairs_for_scale(images, s, spec.input_upscaled, (min_side + s - 1) // s if spec.input_upscaled else min_side)
+        banks[s] = _pairs_for_scale(
+            images, s, spec.input_upscaled, (min_side + s - 1) // s if spec.input_upscaled else min_side
+        )
         if not banks[s]:
             raise DataError(f"no training image is large enough for {patch}-pixel patches at x{s}")
     del images
@@ -359,14 +417,21 @@ def train(
         m = _method_for(method, net, scale, dev)
         psnr_db, _, _ = evaluate(m, val_dataset, scale, with_ssim=False)
         net.train()
-        row = {"step": step, "psnr": psnr_db, "loss": running, "lr": _lr_at(step - 1, steps, base_lr, warmup),
-               "wall_s": state["wall_s"]}
+        row = {
+            "step": step,
+            "psnr": psnr_db,
+            "loss": running,
+            "lr": _lr_at(step - 1, steps, base_lr, warmup),
+            "wall_s": state["wall_s"],
+        }
         state["history"].append(row)
         if psnr_db > state["best_psnr"]:
             state["best_psnr"], state["best_step"] = psnr_db, step
             _save_tensors(net, out / "best.safetensors")
-        msg = (f"{method} x{scale} step {step}/{steps} loss {running:.5f} {val_dataset} {psnr_db:.3f} dB "
-               f"(best {state['best_psnr']:.3f} @ {state['best_step']}) {state['wall_s']:.0f}s")
+        msg = (
+            f"{method} x{scale} step {step}/{steps} loss {running:.5f} {val_dataset} {psnr_db:.3f} dB "
+            f"(best {state['best_psnr']:.3f} @ {state['best_step']}) {state['wall_s']:.0f}s"
+        )
         print(msg, file=log, flush=True)
         if progress:
             from tqdm import tqdm
@@ -380,14 +445,22 @@ def train(
     if progress:
         from tqdm import tqdm
 
-        bar = tqdm(total=steps, initial=start_step, desc=f"{method} x{scale}", unit="step", dynamic_ncols=True)
+        bar = tqdm(
+            total=steps, initial=start_step, desc=f"{method} x{scale}", unit="step", dynamic_ncols=True
+        )
     net.train()
-    t_last = time.perf_counter()
+    stop = _StopOnSigterm()
     try:
         if start_step == 0 and not state["history"]:
-            running = float("nan")
             validate(0)
-        for step in range(start_step, steps):
+        t_last = time.perf_counter()
+        for step in range(start_step, min(steps, until) if until else steps):
+            if stop.requested:
+                checkpoint()
+                raise BenchError(
+                    f"{method} x{scale} stopped by SIGTERM at step {step} of {steps}; checkpoint saved in {out}; "
+                    f"continue with --resume --out {out}"
+                )
             for g in opt.param_groups:
                 g["lr"] = _lr_at(step, steps, base_lr, warmup)
             x, y = sampler.batch(batch_size, step)
@@ -413,7 +486,7 @@ def train(
                 bar.update(1)
                 if (step + 1) % 20 == 0:
                     bar.set_postfix(loss=f"{running:.4f}", best=f"{state['best_psnr']:.2f}")
-            if (step + 1) % val_every == 0 or step + 1 == steps:
+            if (step + 1) % val_every == 0 or step + 1 == steps or step + 1 == until:
                 validate(step + 1)
                 checkpoint()
                 t_last = time.perf_counter()  # validation time is not training time
@@ -421,13 +494,20 @@ def train(
         checkpoint()
         raise
     finally:
+        stop.restore()
         if bar is not None:
             bar.close()
         log.close()
     checkpoint()
     return TrainResult(
-        method, scale, out, int(state["step"]), float(state["best_psnr"]), int(state["best_step"]),
-        float(state["wall_s"]), list(state["history"]),
+        method,
+        scale,
+        out,
+        int(state["step"]),
+        float(state["best_psnr"]),
+        int(state["best_step"]),
+        float(state["wall_s"]),
+        list(state["history"]),
     )
 
 
@@ -457,6 +537,7 @@ def install(
     weights_dir: str | os.PathLike[str] | None = None,
     eval_datasets: Sequence[str] = ("set5", "set14"),
     note: str = "",
+    scale: int | None = None,
 ) -> Path:
     """Copy a run's best (or last) weights to methods/weights/<method>_x<scale>.safetensors, record
     its sha256 in the manifest, score it on `eval_datasets` (paper protocol) and write the model card.
@@ -470,7 +551,11 @@ def install(
     if not state_path.is_file() or not src.is_file():
         raise UsageError(f"{run} holds no {which}.safetensors/state.json; train first")
     state = json.loads(state_path.read_text())
-    method, scale = state["method"], int(state["scale"])
+    method = state["method"]
+    if scale is None:
+        scale = int(state["scale"])
+    elif scale != int(state["scale"]) and not _specs()[method].input_upscaled:
+        raise UsageError(f"{method} weights are tied to x{state['scale']}; cannot install them as x{scale}")
     dest_dir = Path(weights_dir) if weights_dir is not None else _torchsr.WEIGHTS_DIR
     dest_dir.mkdir(parents=True, exist_ok=True)
     dest = dest_dir / f"{method}_x{scale}.safetensors"
@@ -493,9 +578,22 @@ def install(
     return dest
 
 
+_INIT_TEXT = {
+    "random": "random (torch defaults; FSRCNN deconvolution N(0, 0.001))",
+    "bicubic": "bicubic start: channel 0 of each layer set up to reproduce MATLAB bicubic interpolation "
+    "(SRCNN: identity on its bicubic input), the other filters random (torch defaults)",
+}
+
+
 def _card(
-    method: str, scale: int, state: dict[str, Any], sha: str, file_name: str, step: int,
-    scores: dict[str, tuple[float, float, list[tuple[str, float, float]]]], note: str,
+    method: str,
+    scale: int,
+    state: dict[str, Any],
+    sha: str,
+    file_name: str,
+    step: int,
+    scores: dict[str, tuple[float, float, list[tuple[str, float, float]]]],
+    note: str,
 ) -> str:
     lines = [
         f"# {method} x{scale}: `{file_name}`",
@@ -506,11 +604,17 @@ def _card(
         f"- training data: {' + '.join(d.upper() for d in state['datasets'])} (the '291' set), Y of HR "
         f"modcropped; LR = MATLAB bicubic imresize of the uint8 RGB HR (as evaluation); random "
         f"{state['patch_size']}px input patches, flips and 90-degree rotations"
-        + (f"; scales mixed: x{', x'.join(str(s) for s in state['train_scales'])}" if len(state["train_scales"]) > 1 else ""),
-        f"- initialised from: {state.get('init_from') or 'random (torch defaults; FSRCNN deconvolution N(0, 0.001))'}",
+        + (
+            f"; scales mixed: x{', x'.join(str(s) for s in state['train_scales'])}"
+            if len(state["train_scales"]) > 1
+            else ""
+        ),
+        f"- initialised from: {state.get('init_from') or _INIT_TEXT.get(state.get('init', 'random'), '')}",
         f"- optimiser: Adam, lr {state['lr']:g}, warm-up then cosine decay to 1%, batch {state['batch_size']}, "
         f"{state['loss'].upper()} loss, seed {state['seed']}",
-        f"- command: `{state.get('command') or 'see state.json'}`",
+        "- command: "
+        + " then ".join(f"`{c}`" for c in (state.get("commands") or [state.get("command")]) if c)
+        + (" (resumed)" if state.get("resumed_at") else ""),
         f"- steps: {state['step']} of {state['steps']} run; shipped weights from step {step} "
         f"(best {state['val_dataset']} PSNR during training)",
         f"- wall time: {state['wall_s'] / 60:.1f} min of training (validation excluded)",
@@ -518,12 +622,22 @@ def _card(
     ]
     if note:
         lines += [f"- note: {note}"]
-    lines += ["", "## Scores (paper protocol: Y BT.601 studio, shave = scale, SR rounded to uint8)", "",
-              "| dataset | PSNR dB | SSIM |", "|---|---|---|"]
+    lines += [
+        "",
+        "## Scores (paper protocol: Y BT.601 studio, shave = scale, SR rounded to uint8)",
+        "",
+        "| dataset | PSNR dB | SSIM |",
+        "|---|---|---|",
+    ]
     for ds, (p, s, _) in scores.items():
         lines.append(f"| {ds} | {p:.4f} | {s:.5f} |")
-    lines += ["", "## Training curve (validation PSNR on " + state["val_dataset"] + ")", "",
-              "| step | PSNR dB | train loss (EMA) | lr | train wall s |", "|---|---|---|---|---|"]
+    lines += [
+        "",
+        "## Training curve (validation PSNR on " + state["val_dataset"] + ")",
+        "",
+        "| step | PSNR dB | train loss (EMA) | lr | train wall s |",
+        "|---|---|---|---|---|",
+    ]
     for row in state["history"]:
         lines.append(
             f"| {int(row['step'])} | {row['psnr']:.3f} | {row['loss']:.5f} | {row['lr']:.2e} | {row['wall_s']:.0f} |"
@@ -549,24 +663,41 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
     """Arguments of `python -m bench train METHOD --scale N ...`."""
     parser.add_argument("method", help="srcnn, fsrcnn or espcn")
     parser.add_argument("--scale", type=int, required=True, help="upscaling factor (2, 3, 4)")
-    parser.add_argument("--train-scales", type=_int_list, default=None,
-                        help="mix scales in training (scale-agnostic SRCNN only), e.g. 2,3,4")
+    parser.add_argument(
+        "--train-scales",
+        type=_int_list,
+        default=None,
+        help="mix scales in training (scale-agnostic SRCNN only), e.g. 2,3,4",
+    )
     parser.add_argument("--datasets", default="t91,bsd200", help="training datasets (default: t91,bsd200)")
     parser.add_argument("--steps", type=int, default=None, help="total optimiser steps (method default)")
     parser.add_argument("--batch-size", type=int, default=None)
     parser.add_argument("--patch-size", type=int, default=None, help="input patch side in pixels")
     parser.add_argument("--lr", type=float, default=None, help="peak Adam learning rate")
     parser.add_argument("--loss", choices=("l1", "mse"), default="l1")
+    parser.add_argument(
+        "--init",
+        choices=("bicubic", "random"),
+        default="bicubic",
+        help="fresh nets start as bicubic interpolation (default) or torch's random init",
+    )
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", default=None, help="run folder (default train_runs/METHOD_xSCALE)")
-    parser.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
-    parser.add_argument("--init-from", default=None, help="start from these .safetensors (e.g. another scale's)")
+    parser.add_argument(
+        "--resume", action="store_true", help="continue the run in --out from its last checkpoint"
+    )
+    parser.add_argument(
+        "--init-from", default=None, help="start from these .safetensors (e.g. another scale's)"
+    )
     parser.add_argument("--device", default="auto", help="auto, cpu or cuda")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     parser.add_argument("--val-every", type=int, default=500, help="validate and checkpoint every N steps")
     parser.add_argument("--val-dataset", default="set5", help="validation dataset (default set5)")
-    parser.add_argument("--install", action="store_true",
-                        help="copy the best weights to methods/weights and write the model card")
+    parser.add_argument(
+        "--install",
+        action="store_true",
+        help="copy the best weights to methods/weights and write the model card",
+    )
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
@@ -578,11 +709,26 @@ def run_train(args: argparse.Namespace) -> int:
         argv = argv[1:]
     command = "python -m bench train " + shlex.join(argv or [args.method, "--scale", str(args.scale)])
     result = train(
-        args.method, args.scale, datasets=datasets, steps=args.steps, batch_size=args.batch_size,
-        patch_size=args.patch_size, lr=args.lr, seed=args.seed, out_dir=args.out, resume=args.resume,
-        init_from=args.init_from, device=args.device, threads=args.threads, val_every=args.val_every,
-        val_dataset=args.val_dataset, train_scales=args.train_scales, loss=args.loss,
-        progress=not args.no_progress, command=command,
+        args.method,
+        args.scale,
+        datasets=datasets,
+        steps=args.steps,
+        batch_size=args.batch_size,
+        patch_size=args.patch_size,
+        lr=args.lr,
+        seed=args.seed,
+        out_dir=args.out,
+        resume=args.resume,
+        init_from=args.init_from,
+        device=args.device,
+        threads=args.threads,
+        val_every=args.val_every,
+        val_dataset=args.val_dataset,
+        train_scales=args.train_scales,
+        loss=args.loss,
+        init=args.init,
+        progress=not args.no_progress,
+        command=command,
     )
     print(
         f"{result.method} x{result.scale}: {result.steps} steps in {result.wall_s:.0f} s; best "
@@ -608,4 +754,3 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 if __name__ == "__main__":
     raise SystemExit(main())
-

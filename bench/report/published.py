@@ -3,17 +3,12 @@
 from __future__ import annotations
 
 import math
-import sys
+import tomllib
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 
 from bench.errors import UsageError
-
-if sys.version_info >= (3, 11):
-    import tomllib
-else:  # pragma: no cover - Python 3.10 ships no TOML reader
-    import tomli as tomllib
 
 __all__ = ["PublishedScore", "load_published"]
 
