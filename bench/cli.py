@@ -230,6 +230,9 @@ def _cmd_train(args: argparse.Namespace) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
+    # huge pages for torch's CPU allocator: page faults are a large share of CPU latency (PERF-NOTES);
+    # must be set before torch allocates; recorded in env.json and every latency row
+    os.environ.setdefault("THP_MEM_ALLOC_ENABLE", "1")
     show_tb = "--traceback" in argv or os.environ.get("SRBENCH_TRACEBACK") == "1"
     try:
         args = build_parser().parse_args(argv)

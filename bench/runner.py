@@ -253,7 +253,7 @@ def run(req: RunRequest, *, progress: bool = True, log: Log = _stderr) -> RunOut
         store.write_csv("latency.csv", lat)
         store.write_csv("methods.csv", methods_table(names, req.scales, device=device))
         outcome.latency = lat
-    if req.report and not outcome.interrupted:
+    if req.report and not outcome.interrupted and (store.dir / "quality.csv").is_file():
         from bench.report import write_report
 
         write_report(req.out)

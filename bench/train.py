@@ -183,6 +183,22 @@ def evaluate(
     return float(np.mean([r[1] for r in rows])), float(np.mean([r[2] for r in rows])), rows
 
 
+def _validation_dataset(name: str) -> str:
+    """`name`, or `sample` (always available) when the default Set5 cannot be had; other names must exist."""
+    from bench.data import open_dataset
+
+    try:
+        open_dataset(name, download=False)
+        return name
+    except DataError:
+        if name != "set5":
+            raise
+    import warnings
+
+    warnings.warn("Set5 is not available locally: validating on 'sample' instead", stacklevel=3)
+    return "sample"
+
+
 def _method_for(name: str, net: Any, scale: int, device: str) -> Any:
     from methods._torchsr import YChannelMethod
 
@@ -299,6 +315,8 @@ def train(
     Writes into `out_dir` (default train_runs/<method>_x<scale>): last.safetensors + optimizer.pt +
     state.json (resume point), best.safetensors (best validation PSNR on `val_dataset`), log.txt.
     `resume=True` continues from state.json at its step; `steps` is the total step count.
+    A larger `steps` on resume extends the run: the cosine schedule restarts from where that step
+    falls in the longer run (a warm restart).
     `until` stops (with a checkpoint) after that step, as an interruption would.
     `init="bicubic"` starts a fresh net as bicubic interpolation (see the nets' init methods);
     `train_scales` mixes scales for scale-agnostic networks (SRCNN); validation uses `scale`.
@@ -336,6 +354,7 @@ def train(
     if threads:
         torch.set_num_threads(int(threads))
 
+    val_dataset = _validation_dataset(val_dataset)
     state_path = out / "state.json"
     torch.manual_seed(seed)
     net = spec.build(scale).to(dev)
@@ -392,12 +411,10 @@ def train(
         images += _load_images(name)
     if not images:
         raise DataError(f"training datasets {', '.join(datasets)} hold no images")
-    min_side = patch if spec.input_upscaled else patch
     banks = {}
     for s in scales:
-        banks[s] = _pairs_for_scale(
-            images, s, spec.input_upscaled, (min_side + s - 1) // s if spec.input_upscaled else min_side
-        )
+        min_lr_side = -(-patch // s) if spec.input_upscaled else patch  # SRCNN patches are HR-sized
+        banks[s] = _pairs_for_scale(images, s, spec.input_upscaled, min_lr_side)
         if not banks[s]:
             raise DataError(f"no training image is large enough for {patch}-pixel patches at x{s}")
     del images

@@ -46,7 +46,7 @@ class Interpolation:
             device=self.device,
             params=0,
             macs_720p=1280 * 720 * 3 * taps,
-            extra={"kernel": self.kernel, "taps_per_pixel": taps},
+            extra={"kernel": self.kernel, "taps_per_pixel": taps, "dtype": "float64"},
         )
 
 
