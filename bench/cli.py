@@ -74,6 +74,9 @@ def build_parser() -> argparse.ArgumentParser:
     rep = sub.add_parser("report", help="(re)write report.md/report.html of a run folder")
     rep.add_argument("run_dir")
     rep.add_argument("--crop", default=None, help="DATASET/IMAGE/xS@Y,X,SIZE for the visual comparison")
+    rep.add_argument("--index", default=None, metavar="PATH",
+                     help="also write report.md to PATH with its figure links made relative to PATH "
+                          "(e.g. reports/README.md for the repository's reference report)")
 
     ch = sub.add_parser("check", help="compare a run with a committed baseline; exit 3 on regression")
     ch.add_argument("run_dir")
@@ -122,7 +125,7 @@ def _method_list(text: str) -> list[str]:
 
     names = _csv(text)
     if names == ["all"]:
-        return list_methods()
+        return list_methods(sort=False)
     return names
 
 
@@ -211,8 +214,14 @@ def _cmd_report(args: argparse.Namespace) -> int:
     if not (run_dir / "quality.csv").is_file() and not (run_dir / "summary.csv").is_file():
         raise UsageError(f"{run_dir} is not a run folder (no quality.csv); give the --out folder of a 'bench run'")
     paths = write_report(run_dir, crop=args.crop)
-    for p in paths.values() if isinstance(paths, dict) else []:
+    for p in paths.values():
         print(p)
+    if args.index:
+        index = Path(args.index)
+        rel = os.path.relpath(run_dir.resolve(), index.resolve().parent)
+        text = (run_dir / "report.md").read_text(encoding="utf-8")
+        index.write_text(text.replace("](figures/", f"]({Path(rel).as_posix()}/figures/"), encoding="utf-8")
+        print(index)
     return EXIT_OK
 
 

@@ -71,10 +71,11 @@ def did_you_mean(name: str, known: list[str]) -> str:
     return f"did you mean {close[0]!r}? " if close else ""
 
 
-def list_methods(pattern: str = "*") -> list[str]:
-    """Registered method names matching a glob pattern, sorted."""
+def list_methods(pattern: str = "*", *, sort: bool = True) -> list[str]:
+    """Registered method names matching a glob pattern, sorted (or in registration order)."""
     _load()
-    return sorted(n for n in _METHODS if fnmatch.fnmatch(n, pattern))
+    names = [n for n in _METHODS if fnmatch.fnmatch(n, pattern)]
+    return sorted(names) if sort else names
 
 
 def resolve_device(device: str) -> str:
