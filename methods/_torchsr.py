@@ -1,0 +1,387 @@
+"""Shared torch plumbing for the Y-channel networks: YCbCr, weights loading/verification, tiled inference."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from bench.api import MethodInfo
+from bench.errors import MethodError, UsageError, WeightsError
+from bench.imresize import imresize
+
+__all__ = [
+    "WEIGHTS_DIR",
+    "MANIFEST",
+    "rgb_to_ycbcr",
+    "ycbcr_to_rgb",
+    "weights_path",
+    "sha256_of",
+    "read_manifest",
+    "record_sha256",
+    "load_weights",
+    "count_params",
+    "macs_720p",
+    "YChannelMethod",
+]
+
+WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
+# machine-readable file -> sha256 record that loading verifies (the model cards repeat it for people)
+MANIFEST = WEIGHTS_DIR / "manifest.json"
+
+# MATLAB rgb2ycbcr on im2double input, rescaled to 0..255: ycc = offset + M @ rgb, rgb in 0..255
+_YCC_M = (
+    np.array(
+        [[65.481, 128.553, 24.966], [-37.797, -74.203, 112.0], [112.0, -93.786, -18.214]], dtype=np.float64
+    )
+    / 255.0
+)
+_YCC_OFFSET = np.array([16.0, 128.0, 128.0])
+# MATLAB ycbcr2rgb applies the exact inverse of the same matrix
+_YCC_M_INV = np.linalg.inv(_YCC_M)
+
+
+def rgb_to_ycbcr(rgb: np.ndarray) -> np.ndarray:
+    """HxWx3 RGB (uint8 or float, 0..255) -> HxWx3 float64 BT.601 studio YCbCr (0..255 scale), unrounded."""
+    return np.asarray(rgb, dtype=np.float64) @ _YCC_M.T + _YCC_OFFSET
+
+
+def ycbcr_to_rgb(ycc: np.ndarray) -> np.ndarray:
+    """HxWx3 float YCbCr (0..255 scale) -> HxWx3 float64 RGB (0..255 scale, not clipped)."""
+    return (np.asarray(ycc, dtype=np.float64) - _YCC_OFFSET) @ _YCC_M_INV.T
+
+
+def weights_path(method: str, scale: int) -> Path:
+    return WEIGHTS_DIR / f"{method}_x{scale}.safetensors"
+
+
+def train_command(method: str, scale: int) -> str:
+    return f"python -m bench train {method} --scale {scale} --install"
+
+
+def sha256_of(path: str | os.PathLike[str]) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def read_manifest(path: Path = MANIFEST) -> dict[str, Any]:
+    """The weights manifest: {"files": {"<method>_x<scale>.safetensors": {"sha256": ...}}}."""
+    if not path.exists():
+        return {"files": {}}
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError) as exc:
+        raise WeightsError(
+            f"cannot read weights manifest {path}: {exc}; restore it from version control"
+        ) from exc
+    data.setdefault("files", {})
+    return data
+
+
+def record_sha256(file_name: str, sha256: str, path: Path = MANIFEST, **extra: Any) -> None:
+    """Record (or replace) one file's sha256 in the manifest; written atomically, under a lock."""
+    import fcntl
+    import tempfile
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    # the lock lives outside the weights folder so nothing but weights, cards and the manifest lands there
+    lock_path = Path(tempfile.gettempdir()) / f"srbench-{hashlib.sha1(str(path.resolve()).encode()).hexdigest()[:12]}.lock"
+    with open(lock_path, "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        data = read_manifest(path)
+        data["files"][file_name] = {"sha256": sha256, **extra}
+        data["files"] = dict(sorted(data["files"].items()))
+        tmp = path.with_suffix(".json.tmp")
+        tmp.write_text(json.dumps(data, indent=1, sort_keys=False) + "\n")
+        os.replace(tmp, path)
+
+
+def load_weights(
+    net: nn.Module,
+    path: str | os.PathLike[str],
+    *,
+    method: str,
+    scale: int,
+    expected_sha256: str | None = None,
+) -> str:
+    """Load a safetensors file into `net` (no pickle) after checking its sha256; returns the sha256.
+
+    The expected sha256 is `expected_sha256` or, failing that, the manifest entry for the file's
+    name. Raises WeightsError when the file is missing, unrecorded, tampered with, or does not fit.
+    """
+    from safetensors.torch import load_file
+
+    path = Path(path)
+    fix = f"train them with '{train_command(method, scale)}'"
+    if not path.is_file():
+        raise WeightsError(f"weights {path} missing; {fix}")
+    actual = sha256_of(path)
+    if expected_sha256 is None:
+        entry = read_manifest().get("files", {}).get(path.name)
+        if entry is None:
+            raise WeightsError(
+                f"weights {path.name} have no sha256 in {MANIFEST}; pass the expected sha256 or {fix}"
+            )
+        expected_sha256 = str(entry["sha256"])
+    if actual != expected_sha256:
+        raise WeightsError(
+            f"sha256 of {path} is {actual[:12]}..., expected {expected_sha256[:12]}...: "
+            f"the file is corrupt or was replaced; restore it from version control or {fix}"
+        )
+    try:
+        tensors = load_file(str(path))
+    except Exception as exc:  # safetensors raises its own error types for a malformed header
+        raise WeightsError(f"cannot read weights {path}: {exc}; {fix}") from exc
+    own = net.state_dict()
+    if set(tensors) != set(own):
+        raise WeightsError(
+            f"weights {path} hold tensors {sorted(tensors)}, expected {sorted(own)} for {method} x{scale}; {fix}"
+        )
+    for key, value in tensors.items():
+        if tuple(value.shape) != tuple(own[key].shape):
+            raise WeightsError(
+                f"weights {path}: tensor {key!r} has shape {tuple(value.shape)}, expected "
+                f"{tuple(own[key].shape)} for {method} x{scale}; {fix}"
+            )
+    net.load_state_dict(tensors)
+    return actual
+
+
+def count_params(net: nn.Module) -> int:
+    return sum(p.numel() for p in net.parameters())
+
+
+def macs_720p(net: nn.Module, scale: int, input_upscaled: bool) -> int:
+    """Multiply-adds of one forward pass producing a 1280x720 output (FLOPs / 2, flop_counter).
+
+    Conv FLOPs are linear in the number of pixels, so they are counted on a small input and scaled
+    to 1280x720 exactly (1280/3 is not an integer, so x3 has no exact 720p input size).
+    """
+    from torch.utils.flop_counter import FlopCounterMode
+
+    side = 12 * scale if input_upscaled else 12
+    x = torch.zeros(1, 1, side, side, device=next(net.parameters()).device)
+    with torch.inference_mode(), FlopCounterMode(display=False) as counter:
+        net(x)
+    out_pixels = (12 * scale) ** 2
+    return int(round(counter.get_total_flops() / 2 / out_pixels * 1280 * 720))
+
+
+def _forward_tiled(
+    net: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, tile: int, overlap: int, factor: int
+) -> torch.Tensor:
+    """Run `net` over an Nx1xHxW input in tiles of `tile` input pixels with `overlap` pixels of context.
+
+    Each output pixel only depends on inputs within the receptive radius, so with overlap >= that
+    radius the stitched output equals the untiled one (up to float summation order).
+    """
+    n, c, h, w = x.shape
+    if h <= tile and w <= tile:
+        return net(x)
+    out: torch.Tensor | None = None
+    for top in range(0, h, tile):
+        for left in range(0, w, tile):
+            bottom, right = min(top + tile, h), min(left + tile, w)
+            t0, l0 = max(top - overlap, 0), max(left - overlap, 0)
+            t1, l1 = min(bottom + overlap, h), min(right + overlap, w)
+            y = net(x[:, :, t0:t1, l0:l1])
+            if out is None:
+                out = y.new_empty((n, y.shape[1], h * factor, w * factor))
+            out[:, :, top * factor : bottom * factor, left * factor : right * factor] = y[
+                :,
+                :,
+                (top - t0) * factor : (bottom - t0) * factor,
+                (left - l0) * factor : (right - l0) * factor,
+            ]
+    assert out is not None
+    return out
+
+
+class YChannelMethod:
+    """Method adapter for a network that super-resolves the Y plane; Cb/Cr are upscaled by MATLAB bicubic.
+
+    The network maps Nx1xhxw float32 Y/255 to Nx1x(h*s)x(w*s) (or, when `input_upscaled`, takes the
+    bicubic-upscaled Y at the output size). `upscale(lr)`: HxWx3 RGB, uint8 or float64 in [0, 255]
+    -> (H*s)x(W*s)x3 float64 RGB clipped to [0, 255]. Raises MethodError on a malformed input.
+    """
+
+    def __init__(
+        self,
+        name: str,
+        net: nn.Module,
+        *,
+        scale: int,
+        device: str = "cpu",
+        input_upscaled: bool = False,
+        receptive_radius: int,
+        weights: str | None = None,
+        weights_sha256: str | None = None,
+        tile: int | None = None,
+        extra: dict[str, Any] | None = None,
+    ) -> None:
+        if tile is not None and int(tile) < 1:
+            raise UsageError(f"tile must be a positive number of pixels, got {tile}")
+        self.name = name
+        self.scale = int(scale)
+        self.device = device
+        self.input_upscaled = input_upscaled
+        self.receptive_radius = int(receptive_radius)
+        self.tile = int(tile) if tile is not None else None
+        self.weights = weights
+        self.weights_sha256 = weights_sha256
+        self._extra = dict(extra or {})
+        self.net = net.to(device=device).to(memory_format=torch.channels_last).eval()  # type: ignore[call-overload]
+        self._info: MethodInfo | None = None
+
+    # -- Y plane ------------------------------------------------------------------------------
+    def _forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = x.contiguous(memory_format=torch.channels_last)
+        if self.tile is None:
+            return self.net(x)
+        factor = 1 if self.input_upscaled else self.scale
+        return _forward_tiled(self.net, x, self.tile, self.receptive_radius, factor)
+
+    def _net_input(self, y: np.ndarray) -> np.ndarray:
+        y = np.asarray(y, dtype=np.float64)
+        if y.ndim != 2:
+            raise MethodError(f"{self.name}: upscale_y expects an HxW Y plane, got shape {y.shape}")
+        if self.input_upscaled:
+            y = imresize(y, self.scale)  # MATLAB bicubic on float: no rounding, as SRCNN's scripts do
+        return y
+
+    def upscale_y_batch(self, planes: Sequence[np.ndarray]) -> list[np.ndarray]:
+        """HxW float64 Y planes in [0, 255] -> (H*s)x(W*s) float64 Y planes (not clipped).
+
+        Planes of equal shape run as one batch.
+        """
+        inputs = [self._net_input(y) for y in planes]
+        results: list[np.ndarray | None] = [None] * len(inputs)
+        groups: dict[tuple[int, ...], list[int]] = {}
+        for i, x in enumerate(inputs):
+            groups.setdefault(x.shape, []).append(i)
+        with torch.inference_mode():
+            for idx in groups.values():
+                batch = np.stack([inputs[i] for i in idx]).astype(np.float32)[:, None] / np.float32(255.0)
+                out = self._forward(torch.from_numpy(batch).to(self.device))
+                out_np = out.float().cpu().numpy()[:, 0].astype(np.float64) * 255.0
+                for j, i in enumerate(idx):
+                    results[i] = out_np[j]
+        return [r for r in results if r is not None]
+
+    def upscale_y(self, y: np.ndarray) -> np.ndarray:
+        return self.upscale_y_batch([y])[0]
+
+    # -- RGB ----------------------------------------------------------------------------------
+    def _check_lr(self, lr: np.ndarray) -> np.ndarray:
+        lr = np.asarray(lr)
+        if lr.ndim != 3 or lr.shape[2] != 3:
+            raise MethodError(f"{self.name}: expected an HxWx3 RGB image, got shape {lr.shape}")
+        return lr
+
+    def upscale_batch(self, images: Sequence[np.ndarray]) -> list[np.ndarray]:
+        yccs = [rgb_to_ycbcr(self._check_lr(lr)) for lr in images]
+        ys = self.upscale_y_batch([ycc[:, :, 0] for ycc in yccs])
+        out = []
+        for ycc, y in zip(yccs, ys, strict=True):
+            cbcr = imresize(np.ascontiguousarray(ycc[:, :, 1:]), self.scale)  # float: unrounded bicubic
+            rgb = ycbcr_to_rgb(np.concatenate([y[:, :, None], cbcr], axis=2))
+            out.append(np.clip(rgb, 0.0, 255.0))
+        return out
+
+    def upscale(self, lr: np.ndarray) -> np.ndarray:
+        return self.upscale_batch([lr])[0]
+
+    def info(self) -> MethodInfo:
+        if self._info is None:
+            self._info = MethodInfo(
+                name=self.name,
+                scale=self.scale,
+                device=self.device,
+                params=count_params(self.net),
+                macs_720p=macs_720p(self.net, self.scale, self.input_upscaled),
+                weights=self.weights,
+                weights_sha256=self.weights_sha256,
+                channels="y",
+                deterministic=True,
+                extra={"tile": self.tile, **self._extra},
+            )
+        return self._info
+
+
+def build_method(
+    name: str,
+    net: nn.Module,
+    *,
+    scale: int,
+    device: str,
+    weights: str | os.PathLike[str] | None,
+    tile: int | None,
+    input_upscaled: bool,
+    receptive_radius: int,
+    sha256: str | None = None,
+    extra: dict[str, Any] | None = None,
+) -> YChannelMethod:
+    """Resolve the device, load and verify weights (default: the shipped file), wrap in YChannelMethod."""
+    from bench.registry import resolve_device
+
+    device = resolve_device(device)
+    path = Path(weights) if weights is not None else weights_path(name, scale)
+    sha = load_weights(net, path, method=name, scale=scale, expected_sha256=sha256)
+    if not all(bool(torch.isfinite(p.detach()).all()) for p in net.parameters()):
+        raise WeightsError(f"weights {path} contain NaN or inf; {train_command(name, scale)}")
+    return YChannelMethod(
+        name,
+        net,
+        scale=scale,
+        device=device,
+        input_upscaled=input_upscaled,
+        receptive_radius=receptive_radius,
+        weights=str(path),
+        weights_sha256=sha,
+        tile=tile,
+        extra=extra,
+    )
+
+
+def cubic(x: np.typing.ArrayLike) -> np.ndarray:
+    """MATLAB's bicubic kernel (a = -0.5)."""
+    ax = np.abs(np.asarray(x, dtype=np.float64))
+    return np.where(
+        ax <= 1,
+        1.5 * ax**3 - 2.5 * ax**2 + 1,
+        np.where(ax <= 2, -0.5 * ax**3 + 2.5 * ax**2 - 4 * ax + 2, 0.0),
+    )
+
+
+def bicubic_phase_taps(scale: int, taps: int) -> np.ndarray:
+    """(scale, taps) weights: HR sub-pixel `a` of an LR pixel as a `taps`-wide (odd) LR filter centred on it.
+
+    MATLAB imresize maps HR index o = i*scale + a (0-based) to LR coordinate i + (a + 0.5)/scale - 0.5.
+    Rows are normalised to sum to 1 (as imresize does after truncating the kernel).
+    """
+    half = taps // 2
+    k = np.arange(-half, half + 1)
+    rows = []
+    for a in range(scale):
+        delta = (a + 0.5) / scale - 0.5
+        w = cubic(delta - k)
+        rows.append(w / w.sum())
+    return np.array(rows)
+
+
+def _bias(module: nn.Module) -> torch.Tensor:
+    """A conv layer's bias tensor (the networks here always have one)."""
+    bias = getattr(module, "bias", None)
+    if not isinstance(bias, torch.Tensor):
+        raise MethodError(f"{type(module).__name__} has no bias")
+    return bias

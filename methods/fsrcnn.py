@@ -1,0 +1,104 @@
+"""FSRCNN (Dong et al. 2016; d=56, s=12, m=4) on the LR Y channel, and its Method adapter."""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from methods._torchsr import YChannelMethod, _bias, build_method
+
+__all__ = ["FSRCNNNet", "make", "build_net"]
+
+
+class FSRCNNNet(nn.Module):
+    """FSRCNN(d, s, m): feature extraction 5x5 1->d, shrinking 1x1 d->s, m mapping 3x3 s->s,
+    expanding 1x1 s->d (each followed by a per-channel PReLU), 9x9 deconvolution d->1 with stride = scale.
+
+    Input Nx1xhxw float32 LR Y / 255 -> Nx1x(h*scale)x(w*scale). x3: 12,809 params.
+    The deconvolution's padding p = (10 - scale) // 2 and output_padding 2p - 9 + scale give exactly
+    h*scale outputs with the kernel centre as close as possible to the LR pixel's HR position.
+    """
+
+    def __init__(self, scale: int, d: int = 56, s: int = 12, m: int = 4) -> None:
+        super().__init__()
+        self.scale = int(scale)
+        layers: list[nn.Module] = [nn.Conv2d(1, d, 5, padding=2), nn.PReLU(d)]
+        layers += [nn.Conv2d(d, s, 1), nn.PReLU(s)]
+        for _ in range(m):
+            layers += [nn.Conv2d(s, s, 3, padding=1), nn.PReLU(s)]
+        layers += [nn.Conv2d(s, d, 1), nn.PReLU(d)]
+        self.body = nn.Sequential(*layers)
+        pad = (10 - self.scale) // 2
+        self.deconv_padding = pad
+        self.deconv = nn.ConvTranspose2d(
+            d, 1, 9, stride=self.scale, padding=pad, output_padding=2 * pad - 9 + self.scale
+        )
+        # LR pixels of context: 5x5 (2) + m 3x3 (m) + the 9x9 deconvolution (<= 4 LR pixels)
+        self.receptive_radius = 2 + m + 4
+        nn.init.normal_(self.deconv.weight, std=0.001)  # as the paper initialises the deconvolution
+        nn.init.zeros_(_bias(self.deconv))
+
+    @torch.no_grad()
+    def init_bicubic(self) -> None:
+        """Start as (9-tap truncated) MATLAB bicubic upsampling: channel 0 of every layer passes the
+        non-negative input through (PReLU is the identity there) and the deconvolution's channel-0
+        kernel is the bicubic interpolation kernel; the other channels keep their random init and
+        reach the output through the deconvolution's tiny initial weights. Same architecture."""
+        from methods._torchsr import cubic
+
+        for layer in self.body:
+            if isinstance(layer, nn.Conv2d):
+                k = layer.kernel_size[0] // 2
+                layer.weight[0].zero_()
+                layer.weight[0, 0, k, k] = 1.0
+                _bias(layer)[0] = 0.0
+        s, p = self.scale, self.deconv_padding
+        taps = np.zeros(9)
+        for k in range(9):  # output o = i*s - p + k; o's own LR cell i' = i + d, sub-pixel a
+            t = k - p
+            a, d = t % s, t // s
+            taps[k] = cubic((a + 0.5) / s - 0.5 + d)
+        for a in range(s):  # each sub-pixel phase sums to 1 after truncation to 9 taps
+            idx = [k for k in range(9) if (k - p) % s == a]
+            taps[idx] /= taps[idx].sum()
+        self.deconv.weight[0, 0] = torch.from_numpy(np.outer(taps, taps)).float()
+        _bias(self.deconv).zero_()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.deconv(self.body(x))
+
+
+def build_net(scale: int) -> FSRCNNNet:
+    return FSRCNNNet(scale)
+
+
+def make(
+    *,
+    scale: int,
+    device: str = "cpu",
+    weights: str | os.PathLike[str] | None = None,
+    tile: int | None = None,
+    sha256: str | None = None,
+    **kw: Any,
+) -> YChannelMethod:
+    """The `fsrcnn` method for x`scale`; `tile` in LR pixels. Raises WeightsError."""
+    from bench.errors import UsageError
+
+    if kw:
+        raise UsageError(f"fsrcnn: unknown option(s) {', '.join(sorted(kw))}; known: weights, tile, sha256")
+    net = build_net(scale)
+    return build_method(
+        "fsrcnn",
+        net,
+        scale=scale,
+        device=device,
+        weights=weights,
+        tile=tile,
+        input_upscaled=False,
+        receptive_radius=net.receptive_radius,
+        sha256=sha256,
+    )

@@ -1,0 +1,82 @@
+"""SRCNN 9-5-5 (Dong et al. 2014/2016) on the bicubic-upscaled Y channel, and its Method adapter."""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import torch
+from torch import nn
+
+from methods._torchsr import YChannelMethod, _bias, build_method
+
+__all__ = ["SRCNNNet", "SRCNN_SCALES", "make", "build_net"]
+
+SRCNN_SCALES = (2, 3, 4)
+
+
+class SRCNNNet(nn.Module):
+    """SRCNN 9-5-5: conv 9x9 1->64, ReLU, conv 5x5 64->32, ReLU, conv 5x5 32->1; 'same' zero padding.
+
+    Input: Nx1xHxW float32, the bicubic-upscaled Y plane / 255; output: the same size. 57,281 params.
+    Scale-agnostic: the scale only decides the bicubic upscaling in front of it.
+    """
+
+    receptive_radius = 4 + 2 + 2  # pixels of context each output pixel needs (same grid as the input)
+
+    def __init__(self, n1: int = 64, n2: int = 32, f1: int = 9, f2: int = 5, f3: int = 5) -> None:
+        super().__init__()
+        self.conv1 = nn.Conv2d(1, n1, f1, padding=f1 // 2)
+        self.conv2 = nn.Conv2d(n1, n2, f2, padding=f2 // 2)
+        self.conv3 = nn.Conv2d(n2, 1, f3, padding=f3 // 2)
+        self.relu = nn.ReLU(inplace=True)
+
+    @torch.no_grad()
+    def init_identity(self) -> None:
+        """Make channel 0 of each layer pass the (non-negative) input through unchanged, so the
+        untrained net outputs its bicubic input; the other filters keep their random init and the
+        last layer starts at zero for them (residual-style start, same architecture)."""
+        for conv in (self.conv1, self.conv2, self.conv3):
+            k = conv.kernel_size[0] // 2
+            conv.weight[0].zero_()
+            conv.weight[0, 0, k, k] = 1.0
+            _bias(conv)[0] = 0.0
+        self.conv3.weight.zero_()
+        self.conv3.weight[0, 0, 2, 2] = 1.0
+        _bias(self.conv3).zero_()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.relu(self.conv1(x))
+        x = self.relu(self.conv2(x))
+        return self.conv3(x)
+
+
+def build_net(scale: int) -> SRCNNNet:
+    return SRCNNNet()
+
+
+def make(
+    *,
+    scale: int,
+    device: str = "cpu",
+    weights: str | os.PathLike[str] | None = None,
+    tile: int | None = None,
+    sha256: str | None = None,
+    **kw: Any,
+) -> YChannelMethod:
+    """The `srcnn` method for x`scale` (2, 3, 4 ship weights); `tile` in HR pixels. Raises WeightsError."""
+    from bench.errors import UsageError
+
+    if kw:
+        raise UsageError(f"srcnn: unknown option(s) {', '.join(sorted(kw))}; known: weights, tile, sha256")
+    return build_method(
+        "srcnn",
+        build_net(scale),
+        scale=scale,
+        device=device,
+        weights=weights,
+        tile=tile,
+        input_upscaled=True,
+        receptive_radius=SRCNNNet.receptive_radius,
+        sha256=sha256,
+    )

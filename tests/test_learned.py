@@ -1,0 +1,292 @@
+"""Tests of the learned Y-channel methods (SRCNN, FSRCNN, ESPCN): networks, adapters, weights checks."""
+
+from __future__ import annotations
+
+import importlib
+import os
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from bench.errors import WeightsError
+from bench.imresize import imresize
+from bench.metrics import gray_to_y, psnr, rgb_to_y, shave, to_uint8
+from methods import _torchsr
+
+METHODS = ("srcnn", "fsrcnn", "espcn")
+SCALES = (2, 3, 4)
+SHARED_DATASETS = Path(__file__).resolve().parents[1].parent / "shared" / "datasets"
+
+
+def _module(name: str):
+    return importlib.import_module(f"methods.{name}")
+
+
+@pytest.fixture(scope="module")
+def random_weights(tmp_path_factory: pytest.TempPathFactory) -> dict[tuple[str, int], tuple[Path, str]]:
+    """Seeded random weights for every (method, scale), saved like shipped ones: (path, sha256)."""
+    from safetensors.torch import save_file
+
+    root = tmp_path_factory.mktemp("weights")
+    out = {}
+    for name in METHODS:
+        for scale in SCALES:
+            torch.manual_seed(1)
+            net = _module(name).build_net(scale)
+            if name == "fsrcnn":  # the paper's tiny deconvolution init would make every output ~0
+                torch.nn.init.normal_(net.deconv.weight, std=0.05)
+            path = root / f"{name}_x{scale}.safetensors"
+            save_file({k: v.contiguous() for k, v in net.state_dict().items()}, str(path))
+            out[(name, scale)] = (path, _torchsr.sha256_of(path))
+    return out
+
+
+def _make(name: str, scale: int, random_weights, **kw):
+    path, sha = random_weights[(name, scale)]
+    return _module(name).make(scale=scale, weights=path, sha256=sha, **kw)
+
+
+def _lr_image(h: int = 23, w: int = 30, seed: int = 0) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    # smooth-ish content: a random field upscaled, so the networks see image-like input
+    base = rng.integers(0, 256, size=(h // 3 + 2, w // 3 + 2, 3)).astype(np.uint8)
+    return np.ascontiguousarray(imresize(base, output_shape=(h, w)))
+
+
+# ----------------------------------------------------------------------------------------- networks
+
+
+def test_srcnn_param_count_is_57281() -> None:
+    from methods.srcnn import SRCNNNet
+
+    assert _torchsr.count_params(SRCNNNet()) == 57281
+
+
+@pytest.mark.parametrize("scale", SCALES)
+def test_fsrcnn_param_count_is_12809_at_every_scale(scale: int) -> None:
+    from methods.fsrcnn import FSRCNNNet
+
+    assert _torchsr.count_params(FSRCNNNet(scale)) == 12809
+
+
+def test_espcn_x3_param_count_is_22729() -> None:
+    from methods.espcn import ESPCNNet
+
+    assert _torchsr.count_params(ESPCNNet(3)) == 22729
+
+
+@pytest.mark.parametrize("scale", SCALES)
+@pytest.mark.parametrize("name", ("fsrcnn", "espcn"))
+def test_lr_space_networks_output_exactly_scale_times_input(name: str, scale: int) -> None:
+    net = _module(name).build_net(scale)
+    for h, w in ((7, 9), (16, 16), (1, 5)):
+        assert tuple(net(torch.zeros(2, 1, h, w)).shape) == (2, 1, h * scale, w * scale)
+
+
+def test_fsrcnn_prelu_is_per_channel() -> None:
+    from methods.fsrcnn import FSRCNNNet
+
+    prelus = [m for m in FSRCNNNet(3).modules() if isinstance(m, torch.nn.PReLU)]
+    assert [p.weight.numel() for p in prelus] == [56, 12, 12, 12, 12, 12, 56]
+
+
+# ----------------------------------------------------------------------------------------- colour
+
+
+def test_ycbcr_matches_bench_metrics_y_and_round_trips() -> None:
+    rgb = np.random.default_rng(0).integers(0, 256, size=(5, 7, 3)).astype(np.uint8)
+    ycc = _torchsr.rgb_to_ycbcr(rgb)
+    np.testing.assert_allclose(ycc[:, :, 0], rgb_to_y(rgb), atol=1e-12)
+    np.testing.assert_allclose(_torchsr.ycbcr_to_rgb(ycc), rgb, atol=1e-9)
+
+
+def test_ycbcr_matches_matlab_rgb2ycbcr_constants() -> None:
+    # MATLAB: rgb2ycbcr(im2double(uint8([255 0 0]))) * 255 = [81.481 90.203 240.000]
+    np.testing.assert_allclose(
+        _torchsr.rgb_to_ycbcr(np.array([[[255, 0, 0]]], dtype=np.uint8))[0, 0],
+        [81.481, 90.203, 240.0],
+        atol=1e-9,
+    )
+
+
+# ----------------------------------------------------------------------------------------- adapters
+
+
+@pytest.mark.parametrize("scale", SCALES)
+@pytest.mark.parametrize("name", METHODS)
+def test_upscale_shape_dtype_range(name: str, scale: int, random_weights) -> None:
+    m = _make(name, scale, random_weights)
+    lr = _lr_image()
+    sr = m.upscale(lr)
+    assert sr.shape == (lr.shape[0] * scale, lr.shape[1] * scale, 3)
+    assert sr.dtype == np.float64
+    assert sr.min() >= 0.0 and sr.max() <= 255.0
+    # float input in [0, 255] is accepted and gives the same result
+    np.testing.assert_allclose(m.upscale(lr.astype(np.float64)), sr, atol=1e-9)
+    y = m.upscale_y(rgb_to_y(lr))
+    assert y.shape == sr.shape[:2] and y.dtype == np.float64
+    assert m.name == name and m.scale == scale and m.device == "cpu"
+
+
+@pytest.mark.parametrize("name", METHODS)
+def test_upscale_is_deterministic(name: str, random_weights) -> None:
+    m = _make(name, 3, random_weights)
+    lr = _lr_image(seed=3)
+    np.testing.assert_array_equal(m.upscale(lr), m.upscale(lr))
+    m2 = _make(name, 3, random_weights)
+    np.testing.assert_array_equal(m.upscale(lr), m2.upscale(lr))
+
+
+@pytest.mark.parametrize("scale", (2, 3))
+@pytest.mark.parametrize("name", METHODS)
+def test_tiled_matches_untiled(name: str, scale: int, random_weights) -> None:
+    lr = _lr_image(41, 53, seed=5)
+    whole = _make(name, scale, random_weights).upscale(lr)
+    # tiles smaller than the image in both directions, edges not multiples of the tile
+    tile = 20 * scale if name == "srcnn" else 20  # SRCNN tiles its bicubic (HR-sized) input
+    tiled = _make(name, scale, random_weights, tile=tile).upscale(lr)
+    assert np.abs(whole - tiled).max() < 1e-3
+    assert np.abs(to_uint8(whole).astype(int) - to_uint8(tiled)).max() <= 1
+
+
+@pytest.mark.parametrize("name", METHODS)
+def test_upscale_batch_equals_single_calls(name: str, random_weights) -> None:
+    m = _make(name, 2, random_weights)
+    images = [_lr_image(12, 15, seed=1), _lr_image(12, 15, seed=2), _lr_image(9, 11, seed=3)]
+    batch = m.upscale_batch(images)
+    for lr, sr in zip(images, batch, strict=True):
+        np.testing.assert_allclose(sr, m.upscale(lr), atol=1e-4)
+
+
+@pytest.mark.parametrize("name", METHODS)
+def test_info_reports_params_macs_weights(name: str, random_weights) -> None:
+    m = _make(name, 3, random_weights)
+    info = m.info()
+    path, sha = random_weights[(name, 3)]
+    assert info.params == _torchsr.count_params(_module(name).build_net(3))
+    assert info.weights == str(path) and info.weights_sha256 == sha
+    assert info.channels == "y" and info.name == name and info.scale == 3
+    per_pixel = {"srcnn": 57184, "fsrcnn": None, "espcn": (1600 + 18432 + 2592) / 9}[name]
+    if per_pixel is not None:
+        assert info.macs_720p == pytest.approx(per_pixel * 1280 * 720, rel=1e-6)
+    else:
+        # LR-space layers on 1/9 of the pixels, deconvolution 56*81 MACs per LR pixel
+        lr_macs = 25 * 56 + 56 * 12 + 4 * 9 * 144 + 12 * 56 + 56 * 81
+        assert info.macs_720p == pytest.approx(lr_macs / 9 * 1280 * 720, rel=1e-6)
+
+
+def test_unknown_option_is_usage_error(random_weights) -> None:
+    from bench.errors import UsageError
+
+    path, sha = random_weights[("espcn", 3)]
+    with pytest.raises(UsageError, match="unknown option"):
+        _module("espcn").make(scale=3, weights=path, sha256=sha, tiles=3)
+
+
+# ----------------------------------------------------------------------------------------- weights
+
+
+@pytest.mark.parametrize("name", METHODS)
+def test_missing_weights_error_names_train_command(name: str, tmp_path: Path) -> None:
+    with pytest.raises(WeightsError, match=f"python -m bench train {name} --scale 3"):
+        _module(name).make(scale=3, weights=tmp_path / f"{name}_x3.safetensors")
+
+
+@pytest.mark.parametrize("name", METHODS)
+def test_tampered_weights_fail_sha256_check(name: str, tmp_path: Path, random_weights) -> None:
+    src, sha = random_weights[(name, 3)]
+    bad = tmp_path / src.name
+    data = bytearray(src.read_bytes())
+    data[-7] ^= 0x01  # one bit of one float
+    bad.write_bytes(bytes(data))
+    with pytest.raises(WeightsError, match="sha256"):
+        _module(name).make(scale=3, weights=bad, sha256=sha)
+
+
+def test_tampered_copy_of_shipped_weights_fails_by_manifest(tmp_path: Path) -> None:
+    shipped = _torchsr.weights_path("espcn", 3)
+    if not shipped.is_file():
+        pytest.skip("espcn_x3 weights not shipped yet")
+    bad = tmp_path / shipped.name
+    data = bytearray(shipped.read_bytes())
+    data[-3] ^= 0x10
+    bad.write_bytes(bytes(data))
+    with pytest.raises(WeightsError, match="sha256 of .* expected .*python -m bench train espcn --scale 3"):
+        _module("espcn").make(scale=3, weights=bad)
+
+
+def test_unrecorded_weights_file_is_refused(tmp_path: Path, random_weights) -> None:
+    src, _ = random_weights[("espcn", 3)]
+    other = tmp_path / "my_espcn.safetensors"
+    shutil.copyfile(src, other)
+    with pytest.raises(WeightsError, match="no sha256"):
+        _module("espcn").make(scale=3, weights=other)
+
+
+def test_wrong_tensor_shapes_are_weights_error(random_weights) -> None:
+    path, sha = random_weights[("espcn", 2)]  # conv3 has 4 outputs, x3 needs 9
+    with pytest.raises(WeightsError, match="shape"):
+        _module("espcn").make(scale=3, weights=path, sha256=sha)
+    path, sha = random_weights[("fsrcnn", 3)]
+    with pytest.raises(WeightsError, match="tensors"):
+        _module("srcnn").make(scale=3, weights=path, sha256=sha)
+
+
+@pytest.mark.parametrize("scale", SCALES)
+@pytest.mark.parametrize("name", METHODS)
+def test_shipped_weights_exist_verify_and_have_a_card(name: str, scale: int) -> None:
+    path = _torchsr.weights_path(name, scale)
+    m = _module(name).make(scale=scale)
+    info = m.info()
+    assert info.weights_sha256 == _torchsr.sha256_of(path)
+    assert info.weights_sha256 == _torchsr.read_manifest()["files"][path.name]["sha256"]
+    card = path.with_suffix(".md").read_text()
+    assert info.weights_sha256 in card
+    for needle in ("command:", "steps:", "wall time:", "hardware:", "set5", "set14", "Training curve"):
+        assert needle in card
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+@pytest.mark.parametrize("name", METHODS)
+def test_cuda_matches_cpu(name: str, random_weights) -> None:
+    lr = _lr_image()
+    cpu = _make(name, 3, random_weights).upscale(lr)
+    gpu = _make(name, 3, random_weights, device="cuda").upscale(lr)
+    assert np.abs(cpu - gpu).max() < 0.05
+
+
+# ----------------------------------------------------------------------------------------- quality
+
+
+def _paper_y(img: np.ndarray, gray: bool) -> np.ndarray:
+    return gray_to_y(img) if gray else rgb_to_y(img)
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not SHARED_DATASETS.is_dir(), reason="needs ../shared/datasets (Set5, Set14)")
+@pytest.mark.parametrize("scale", SCALES)
+@pytest.mark.parametrize("name", METHODS)
+def test_learned_method_beats_bicubic_on_every_set5_set14_image(
+    name: str, scale: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("SRBENCH_DATA_PATH", str(SHARED_DATASETS))
+    monkeypatch.setenv("SRBENCH_OFFLINE", "1")
+    from bench.data import open_dataset
+
+    torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
+    m = _module(name).make(scale=scale)
+    worse = []
+    for ds in ("set5", "set14"):
+        for sample in open_dataset(ds).samples(scale):
+            hr_y = shave(_paper_y(sample.hr, sample.gray), scale)
+            sr = to_uint8(m.upscale(sample.lr))
+            bic = imresize(sample.lr, scale)  # uint8 in, uint8 out: the protocol's bicubic baseline
+            p_sr = psnr(shave(_paper_y(sr, sample.gray), scale), hr_y)
+            p_bic = psnr(shave(_paper_y(bic, sample.gray), scale), hr_y)
+            if not p_sr > p_bic:
+                worse.append(f"{ds}/{sample.image}: {p_sr:.3f} <= bicubic {p_bic:.3f}")
+    assert not worse, f"{name} x{scale} does not beat bicubic on: {', '.join(worse)}"

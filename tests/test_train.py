@@ -1,0 +1,206 @@
+"""Tests of bench.train: checkpoints, resume, init, install (weights + manifest + card), CLI arguments."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from bench.errors import UsageError
+from bench.imresize import imresize
+from bench.train import add_train_arguments, install, run_train, train
+from methods import _torchsr
+
+TINY: dict = dict(batch_size=4, patch_size=8, threads=1, progress=False)
+
+
+@pytest.fixture(scope="module")
+def tiny_folder(tmp_path_factory: pytest.TempPathFactory) -> str:
+    """A folder dataset of three small crops of scikit-image's sample images (one stored gray)."""
+    from PIL import Image
+    from skimage import data
+
+    root = tmp_path_factory.mktemp("tiny")
+    Image.fromarray(data.astronaut()[100:172, 180:256]).save(root / "a.png")
+    Image.fromarray(data.chelsea()[60:132, 100:184]).save(root / "b.png")
+    Image.fromarray(data.camera()[200:266, 200:290]).save(root / "c.png")
+    return str(root)
+
+
+@pytest.fixture
+def tiny(tiny_folder: str) -> dict:
+    return dict(TINY, datasets=(tiny_folder,), val_dataset=tiny_folder)
+
+
+def _tensors(path: Path) -> dict[str, torch.Tensor]:
+    return load_file(str(path))
+
+
+def test_train_writes_checkpoint_and_resume_continues(tmp_path: Path, tiny: dict) -> None:
+    out = tmp_path / "run"
+    r = train("espcn", 3, steps=4, val_every=2, out_dir=out, **tiny)
+    assert r.steps == 4
+    for name in ("last.safetensors", "best.safetensors", "optimizer.pt", "state.json", "log.txt"):
+        assert (out / name).is_file()
+    state = json.loads((out / "state.json").read_text())
+    assert state["step"] == 4 and [h["step"] for h in state["history"]] == [0, 2, 4]
+    r2 = train("espcn", 3, steps=6, val_every=2, out_dir=out, resume=True, **tiny)
+    state = json.loads((out / "state.json").read_text())
+    assert r2.steps == 6 and state["step"] == 6
+    assert [h["step"] for h in state["history"]] == [0, 2, 4, 6]
+    assert state["resumed_at"] == [4]
+
+
+def test_resume_gives_the_same_weights_as_an_uninterrupted_run(tmp_path: Path, tiny: dict) -> None:
+    train("fsrcnn", 2, steps=6, val_every=3, out_dir=tmp_path / "a", **tiny)
+    train("fsrcnn", 2, steps=6, val_every=3, out_dir=tmp_path / "b", until=3, **tiny)
+    assert json.loads((tmp_path / "b" / "state.json").read_text())["step"] == 3
+    train("fsrcnn", 2, steps=6, val_every=3, out_dir=tmp_path / "b", resume=True, **tiny)
+    a, b = _tensors(tmp_path / "a" / "last.safetensors"), _tensors(tmp_path / "b" / "last.safetensors")
+    for key in a:
+        torch.testing.assert_close(a[key], b[key], rtol=0, atol=1e-6)
+
+
+def test_resume_without_checkpoint_is_usage_error(tmp_path: Path, tiny: dict) -> None:
+    with pytest.raises(UsageError, match="nothing to resume"):
+        train("espcn", 3, steps=2, out_dir=tmp_path, resume=True, **tiny)
+
+
+def test_resume_refuses_a_run_of_another_method(tmp_path: Path, tiny: dict) -> None:
+    train("espcn", 3, steps=1, val_every=1, out_dir=tmp_path, **tiny)
+    with pytest.raises(UsageError, match="espcn x3"):
+        train("fsrcnn", 3, steps=2, out_dir=tmp_path, resume=True, **tiny)
+
+
+def test_unknown_method_and_bad_options_are_usage_errors(tmp_path: Path, tiny: dict) -> None:
+    with pytest.raises(UsageError, match="trainable methods"):
+        train("bicubic", 3, steps=1, out_dir=tmp_path, **tiny)
+    with pytest.raises(UsageError, match="one scale at a time"):
+        train("espcn", 3, steps=1, out_dir=tmp_path, train_scales=(2, 3), **tiny)
+    with pytest.raises(UsageError, match="loss"):
+        train("espcn", 3, steps=1, out_dir=tmp_path, loss="huber", **tiny)
+
+
+def test_srcnn_trains_on_mixed_scales(tmp_path: Path, tiny: dict) -> None:
+    r = train("srcnn", 3, steps=2, val_every=2, out_dir=tmp_path, train_scales=(2, 3, 4), **tiny)
+    state = json.loads((tmp_path / "state.json").read_text())
+    assert r.steps == 2 and state["train_scales"] == [2, 3, 4]
+
+
+def test_init_from_other_scale_loads_shared_layers(tmp_path: Path, tiny: dict) -> None:
+    train("espcn", 3, steps=1, val_every=1, out_dir=tmp_path / "x3", **tiny)
+    train(
+        "espcn",
+        2,
+        steps=1,
+        val_every=1,
+        lr=1e-12,
+        out_dir=tmp_path / "x2",
+        init_from=tmp_path / "x3" / "last.safetensors",
+        **tiny,
+    )
+    x3, x2 = _tensors(tmp_path / "x3" / "last.safetensors"), _tensors(tmp_path / "x2" / "last.safetensors")
+    torch.testing.assert_close(x2["conv1.weight"], x3["conv1.weight"], rtol=0, atol=1e-6)
+    assert x2["conv3.weight"].shape[0] == 4 and x3["conv3.weight"].shape[0] == 9
+    state = json.loads((tmp_path / "x2" / "state.json").read_text())
+    assert state["init_skipped"] == ["conv3.weight", "conv3.bias"]
+
+
+@pytest.mark.parametrize("scale", (2, 3, 4))
+def test_bicubic_init_reproduces_matlab_bicubic(scale: int) -> None:
+    from methods.espcn import ESPCNNet
+    from methods.fsrcnn import FSRCNNNet
+    from methods.srcnn import SRCNNNet
+
+    rng = np.random.default_rng(0)
+    lr = np.clip(imresize(rng.uniform(16, 235, (10, 10)), output_shape=(40, 40)), 16, 235)
+    bic = imresize(lr, scale)
+    x = torch.from_numpy(lr / 255).float()[None, None]
+    inner = (slice(12, -12), slice(12, -12))  # away from the zero-padded borders
+    torch.manual_seed(0)
+    with torch.no_grad():
+        srcnn = SRCNNNet()
+        srcnn.init_identity()
+        out = srcnn(torch.from_numpy(bic / 255).float()[None, None])[0, 0].numpy() * 255
+        assert np.abs(out - bic)[inner].max() < 1e-3
+        espcn = ESPCNNet(scale)
+        espcn.init_bicubic()
+        out = espcn(x)[0, 0].numpy() * 255
+        assert np.abs(out - bic)[inner].mean() < 0.2  # tanh's slight curvature
+        fsrcnn = FSRCNNNet(scale)
+        fsrcnn.init_bicubic()
+        out = fsrcnn(x)[0, 0].numpy() * 255
+        assert np.abs(out - bic)[inner].mean() < 2.0  # kernel truncated to 9 taps, random side channels
+
+
+def test_install_writes_weights_manifest_and_card(tmp_path: Path, tiny: dict) -> None:
+    run = tmp_path / "run"
+    train(
+        "espcn", 2, steps=2, val_every=1, out_dir=run, command="python -m bench train espcn --scale 2", **tiny
+    )
+    wdir = tmp_path / "weights"
+    dest = install(run, weights_dir=wdir, eval_datasets=(tiny["val_dataset"],))
+    assert dest == wdir / "espcn_x2.safetensors"
+    sha = _torchsr.sha256_of(dest)
+    manifest = json.loads((wdir / "manifest.json").read_text())
+    assert manifest["files"]["espcn_x2.safetensors"]["sha256"] == sha
+    card = dest.with_suffix(".md").read_text()
+    for needle in (
+        sha,
+        "python -m bench train espcn --scale 2",
+        "steps: 2",
+        "wall time",
+        "hardware",
+        "| " + tiny["val_dataset"] + " |",
+        "Training curve",
+    ):
+        assert needle in card
+    from methods.espcn import make
+
+    m = make(scale=2, weights=dest, sha256=sha)
+    assert m.info().weights_sha256 == sha
+
+
+def test_install_refuses_a_scale_specific_net_at_another_scale(tmp_path: Path, tiny: dict) -> None:
+    train("espcn", 2, steps=1, val_every=1, out_dir=tmp_path / "run", **tiny)
+    with pytest.raises(UsageError, match="tied to x2"):
+        install(tmp_path / "run", weights_dir=tmp_path / "w", eval_datasets=(tiny["val_dataset"],), scale=3)
+
+
+def test_cli_arguments_run_a_short_training(
+    tmp_path: Path, tiny: dict, capsys: pytest.CaptureFixture[str]
+) -> None:
+    parser = argparse.ArgumentParser()
+    add_train_arguments(parser)
+    args = parser.parse_args(
+        [
+            "espcn",
+            "--scale",
+            "3",
+            "--steps",
+            "2",
+            "--batch-size",
+            "4",
+            "--patch-size",
+            "8",
+            "--datasets",
+            tiny["val_dataset"],
+            "--val-dataset",
+            tiny["val_dataset"],
+            "--val-every",
+            "2",
+            "--threads",
+            "1",
+            "--no-progress",
+            "--out",
+            str(tmp_path),
+        ]
+    )
+    assert run_train(args) == 0
+    assert "espcn x3: 2 steps" in capsys.readouterr().out
+    assert json.loads((tmp_path / "state.json").read_text())["step"] == 2
