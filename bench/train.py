@@ -328,7 +328,11 @@ def train(
 
     specs = _specs()
     if method not in specs:
-        raise UsageError(f"cannot train {method!r}; trainable methods: {', '.join(specs)}")
+        from bench.registry import did_you_mean
+
+        raise UsageError(
+            f"cannot train {method!r}; {did_you_mean(method, list(specs))}trainable methods: {', '.join(specs)}"
+        )
     spec = specs[method]
     scales = tuple(int(s) for s in (train_scales or (scale,)))
     if scale < 2 or any(s < 2 for s in scales):
@@ -438,7 +442,7 @@ def train(
             "step": step,
             "psnr": psnr_db,
             "loss": running,
-            "lr": _lr_at(step - 1, steps, base_lr, warmup),
+            "lr": _lr_at(max(step - 1, 0), steps, base_lr, warmup),
             "wall_s": state["wall_s"],
         }
         state["history"].append(row)
@@ -602,6 +606,23 @@ _INIT_TEXT = {
 }
 
 
+def _lineage(state: dict[str, Any]) -> list[dict[str, Any]]:
+    """The states of the runs this one was initialised from (nearest first), where their folders remain."""
+    parents: list[dict[str, Any]] = []
+    init = state.get("init_from")
+    while init and len(parents) < 8:
+        parent_state = Path(init).parent / "state.json"
+        if not parent_state.is_file():
+            break
+        try:
+            parent = json.loads(parent_state.read_text())
+        except (OSError, ValueError):
+            break
+        parents.append(parent)
+        init = parent.get("init_from")
+    return parents
+
+
 def _card(
     method: str,
     scale: int,
@@ -637,6 +658,10 @@ def _card(
         f"- wall time: {state['wall_s'] / 60:.1f} min of training (validation excluded)",
         f"- hardware: {_hardware(state.get('device', 'cpu'), state.get('threads'))}",
     ]
+    parents = _lineage(state)
+    if parents:
+        total = state["wall_s"] + sum(float(p["wall_s"]) for p in parents)
+        lines += [f"- total wall time including the runs it was initialised from: {total / 60:.1f} min"]
     if note:
         lines += [f"- note: {note}"]
     lines += [
@@ -659,6 +684,28 @@ def _card(
         lines.append(
             f"| {int(row['step'])} | {row['psnr']:.3f} | {row['loss']:.5f} | {row['lr']:.2e} | {row['wall_s']:.0f} |"
         )
+    for parent in parents:
+        cmds = parent.get("commands") or [parent.get("command")]
+        lines += [
+            "",
+            f"## Initialised from: {parent['method']} x{parent['scale']} run (validation on {parent['val_dataset']})",
+            "",
+            "- command: " + " then ".join(f"`{c}`" for c in cmds if c),
+            f"- steps: {parent['step']}; wall time {parent['wall_s'] / 60:.1f} min; batch {parent['batch_size']}, "
+            f"patch {parent['patch_size']}, lr {parent['lr']:g}, {parent['loss'].upper()} loss"
+            + (
+                f", scales mixed x{', x'.join(str(s) for s in parent['train_scales'])}"
+                if len(parent.get("train_scales", [])) > 1
+                else ""
+            ),
+            "",
+            "| step | PSNR dB | train loss (EMA) | train wall s |",
+            "|---|---|---|---|",
+        ]
+        for row in parent["history"]:
+            lines.append(
+                f"| {int(row['step'])} | {row['psnr']:.3f} | {row['loss']:.5f} | {row['wall_s']:.0f} |"
+            )
     lines += ["", "## Per image", "", "| dataset | image | PSNR dB | SSIM |", "|---|---|---|---|"]
     for ds, (_, _, rows) in scores.items():
         for name, p, s in rows:

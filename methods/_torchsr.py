@@ -95,7 +95,10 @@ def record_sha256(file_name: str, sha256: str, path: Path = MANIFEST, **extra: A
 
     path.parent.mkdir(parents=True, exist_ok=True)
     # the lock lives outside the weights folder so nothing but weights, cards and the manifest lands there
-    lock_path = Path(tempfile.gettempdir()) / f"srbench-{hashlib.sha1(str(path.resolve()).encode()).hexdigest()[:12]}.lock"
+    lock_path = (
+        Path(tempfile.gettempdir())
+        / f"srbench-{hashlib.sha1(str(path.resolve()).encode()).hexdigest()[:12]}.lock"
+    )
     with open(lock_path, "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         data = read_manifest(path)
