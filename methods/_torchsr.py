@@ -30,6 +30,7 @@ __all__ = [
     "count_params",
     "macs_720p",
     "YChannelMethod",
+    "method_factory",
 ]
 
 WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
@@ -354,6 +355,39 @@ def build_method(
         tile=tile,
         extra=extra,
     )
+
+
+def method_factory(
+    name: str, build_net: Callable[[int], nn.Module], *, input_upscaled: bool, tile_unit: str
+) -> Callable[..., YChannelMethod]:
+    """The registry factory `make(*, scale, device, weights, tile, sha256)` of one Y-channel network."""
+
+    def make(
+        *,
+        scale: int,
+        device: str = "cpu",
+        weights: str | os.PathLike[str] | None = None,
+        tile: int | None = None,
+        sha256: str | None = None,
+        **kw: Any,
+    ) -> YChannelMethod:
+        if kw:
+            raise UsageError(f"{name}: unknown option(s) {', '.join(sorted(kw))}; known: weights, tile, sha256")
+        net = build_net(scale)
+        return build_method(
+            name,
+            net,
+            scale=scale,
+            device=device,
+            weights=weights,
+            tile=tile,
+            input_upscaled=input_upscaled,
+            receptive_radius=int(net.receptive_radius),  # type: ignore[arg-type]
+            sha256=sha256,
+        )
+
+    make.__doc__ = f"The `{name}` method for x`scale`; `tile` in {tile_unit} pixels. Raises WeightsError."
+    return make
 
 
 def cubic(x: np.typing.ArrayLike) -> np.ndarray:

@@ -2,13 +2,10 @@
 
 from __future__ import annotations
 
-import os
-from typing import Any
-
 import torch
 from torch import nn
 
-from methods._torchsr import YChannelMethod, _bias, build_method
+from methods._torchsr import _bias, method_factory
 
 __all__ = ["ESPCNNet", "make", "build_net"]
 
@@ -62,28 +59,5 @@ def build_net(scale: int) -> ESPCNNet:
     return ESPCNNet(scale)
 
 
-def make(
-    *,
-    scale: int,
-    device: str = "cpu",
-    weights: str | os.PathLike[str] | None = None,
-    tile: int | None = None,
-    sha256: str | None = None,
-    **kw: Any,
-) -> YChannelMethod:
-    """The `espcn` method for x`scale`; `tile` in LR pixels. Raises WeightsError."""
-    from bench.errors import UsageError
+make = method_factory("espcn", build_net, input_upscaled=False, tile_unit="LR")
 
-    if kw:
-        raise UsageError(f"espcn: unknown option(s) {', '.join(sorted(kw))}; known: weights, tile, sha256")
-    return build_method(
-        "espcn",
-        build_net(scale),
-        scale=scale,
-        device=device,
-        weights=weights,
-        tile=tile,
-        input_upscaled=False,
-        receptive_radius=ESPCNNet.receptive_radius,
-        sha256=sha256,
-    )

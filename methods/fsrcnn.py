@@ -2,14 +2,11 @@
 
 from __future__ import annotations
 
-import os
-from typing import Any
-
 import numpy as np
 import torch
 from torch import nn
 
-from methods._torchsr import YChannelMethod, _bias, build_method
+from methods._torchsr import _bias, method_factory
 
 __all__ = ["FSRCNNNet", "make", "build_net"]
 
@@ -76,29 +73,5 @@ def build_net(scale: int) -> FSRCNNNet:
     return FSRCNNNet(scale)
 
 
-def make(
-    *,
-    scale: int,
-    device: str = "cpu",
-    weights: str | os.PathLike[str] | None = None,
-    tile: int | None = None,
-    sha256: str | None = None,
-    **kw: Any,
-) -> YChannelMethod:
-    """The `fsrcnn` method for x`scale`; `tile` in LR pixels. Raises WeightsError."""
-    from bench.errors import UsageError
+make = method_factory("fsrcnn", build_net, input_upscaled=False, tile_unit="LR")
 
-    if kw:
-        raise UsageError(f"fsrcnn: unknown option(s) {', '.join(sorted(kw))}; known: weights, tile, sha256")
-    net = build_net(scale)
-    return build_method(
-        "fsrcnn",
-        net,
-        scale=scale,
-        device=device,
-        weights=weights,
-        tile=tile,
-        input_upscaled=False,
-        receptive_radius=net.receptive_radius,
-        sha256=sha256,
-    )

@@ -2,13 +2,10 @@
 
 from __future__ import annotations
 
-import os
-from typing import Any
-
 import torch
 from torch import nn
 
-from methods._torchsr import YChannelMethod, _bias, build_method
+from methods._torchsr import _bias, method_factory
 
 __all__ = ["SRCNNNet", "SRCNN_SCALES", "make", "build_net"]
 
@@ -55,28 +52,5 @@ def build_net(scale: int) -> SRCNNNet:
     return SRCNNNet()
 
 
-def make(
-    *,
-    scale: int,
-    device: str = "cpu",
-    weights: str | os.PathLike[str] | None = None,
-    tile: int | None = None,
-    sha256: str | None = None,
-    **kw: Any,
-) -> YChannelMethod:
-    """The `srcnn` method for x`scale` (2, 3, 4 ship weights); `tile` in HR pixels. Raises WeightsError."""
-    from bench.errors import UsageError
+make = method_factory("srcnn", build_net, input_upscaled=True, tile_unit="HR")
 
-    if kw:
-        raise UsageError(f"srcnn: unknown option(s) {', '.join(sorted(kw))}; known: weights, tile, sha256")
-    return build_method(
-        "srcnn",
-        build_net(scale),
-        scale=scale,
-        device=device,
-        weights=weights,
-        tile=tile,
-        input_upscaled=True,
-        receptive_radius=SRCNNNet.receptive_radius,
-        sha256=sha256,
-    )
