@@ -46,6 +46,27 @@ def _run(out: Path, methods: list[str], datasets: list[str], scales: list[int], 
     assert not outcome.failed and not outcome.interrupted
 
 
+def _cli_run(methods: list[str], datasets: str, scales: str) -> list[str]:
+    """`bench run` arguments for a quick quality-only run on the CPU (add --out or --resume)."""
+    return [
+        "run",
+        "--methods",
+        ",".join(methods),
+        "--datasets",
+        datasets,
+        "--scales",
+        scales,
+        "--pass",
+        "quality",
+        "--no-report",
+        "--save-images",
+        "none",
+        "--no-progress",
+        "--device",
+        "cpu",
+    ]
+
+
 def _quality(run_dir: Path) -> pd.DataFrame:
     return pd.read_csv(run_dir / "quality.csv").drop(columns=["seconds"])
 
@@ -89,28 +110,7 @@ def test_resume_after_kill_equals_an_uninterrupted_run(
     out = tmp_path / "killed"
     env = {k: v for k, v in os.environ.items() if k != "SRBENCH_DATA_PATH"}
     env.update(PYTHONPATH=str(REPO), SRBENCH_CACHE=str(tmp_path / "cache"), SRBENCH_PROGRESS="0")
-    cmd = [
-        sys.executable,
-        "-m",
-        "bench",
-        "run",
-        "--methods",
-        ",".join(METHODS),
-        "--datasets",
-        str(many_images),
-        "--scales",
-        "2,3,4",
-        "--pass",
-        "quality",
-        "--no-report",
-        "--save-images",
-        "none",
-        "--no-progress",
-        "--device",
-        "cpu",
-        "--out",
-        str(out),
-    ]
+    cmd = [sys.executable, "-m", "bench", *_cli_run(METHODS, str(many_images), "2,3,4"), "--out", str(out)]
     proc = subprocess.Popen(cmd, cwd=tmp_path, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         deadline = time.monotonic() + 180
@@ -138,25 +138,7 @@ def test_resume_after_kill_equals_an_uninterrupted_run(
         assert 0 < len(partial) <= len(before) and not partial.duplicated(KEY).any()
         assert set(zip(partial["method"], partial["scale"], partial["image"], strict=True)) <= journaled
 
-    argv = [
-        "run",
-        "--methods",
-        ",".join(METHODS),
-        "--datasets",
-        str(many_images),
-        "--scales",
-        "2,3,4",
-        "--pass",
-        "quality",
-        "--no-report",
-        "--save-images",
-        "none",
-        "--no-progress",
-        "--device",
-        "cpu",
-        "--resume",
-        str(out),
-    ]
+    argv = [*_cli_run(METHODS, str(many_images), "2,3,4"), "--resume", str(out)]
     assert main(argv) == 0
 
     resumed = _quality(out)
@@ -216,23 +198,7 @@ def test_resume_of_a_finished_run_computes_nothing(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     out = tmp_path / "run"
-    argv = [
-        "run",
-        "--methods",
-        "bicubic",
-        "--datasets",
-        "sample",
-        "--scales",
-        "2",
-        "--pass",
-        "quality",
-        "--no-report",
-        "--save-images",
-        "none",
-        "--no-progress",
-        "--device",
-        "cpu",
-    ]
+    argv = _cli_run(["bicubic"], "sample", "2")
     assert main(argv + ["--out", str(out)]) == 0
     journal = (out / "quality.jsonl").read_bytes()
     first = pd.read_csv(out / "quality.csv")
