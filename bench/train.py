@@ -18,6 +18,7 @@ from typing import Any
 
 import numpy as np
 
+from bench.data import sha256_file
 from bench.errors import BenchError, DataError, UsageError
 
 __all__ = [
@@ -582,7 +583,7 @@ def install(
     dest = dest_dir / f"{method}_x{scale}.safetensors"
     tmp = dest.with_suffix(".tmp")
     shutil.copyfile(src, tmp)
-    sha = _torchsr.sha256_of(tmp)
+    sha = sha256_file(tmp)
     net = _specs()[method].build(scale)
     _load_tensors(net, tmp)
     scores = {}

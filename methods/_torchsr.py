@@ -14,8 +14,9 @@ import torch
 from torch import nn
 
 from bench.api import MethodInfo
+from bench.data import sha256_file
 from bench.errors import MethodError, UsageError, WeightsError
-from bench.imresize import imresize
+from bench.imresize import KERNELS, imresize
 
 __all__ = [
     "WEIGHTS_DIR",
@@ -23,7 +24,6 @@ __all__ = [
     "rgb_to_ycbcr",
     "ycbcr_to_rgb",
     "weights_path",
-    "sha256_of",
     "read_manifest",
     "record_sha256",
     "load_weights",
@@ -65,14 +65,6 @@ def weights_path(method: str, scale: int) -> Path:
 
 def train_command(method: str, scale: int) -> str:
     return f"python -m bench train {method} --scale {scale} --install"
-
-
-def sha256_of(path: str | os.PathLike[str]) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def read_manifest(path: Path = MANIFEST) -> dict[str, Any]:
@@ -129,7 +121,7 @@ def load_weights(
     fix = f"train them with '{train_command(method, scale)}'"
     if not path.is_file():
         raise WeightsError(f"weights {path} missing; {fix}")
-    actual = sha256_of(path)
+    actual = sha256_file(path)
     if expected_sha256 is None:
         entry = read_manifest().get("files", {}).get(path.name)
         if entry is None:
@@ -390,14 +382,8 @@ def method_factory(
     return make
 
 
-def cubic(x: np.typing.ArrayLike) -> np.ndarray:
-    """MATLAB's bicubic kernel (a = -0.5)."""
-    ax = np.abs(np.asarray(x, dtype=np.float64))
-    return np.where(
-        ax <= 1,
-        1.5 * ax**3 - 2.5 * ax**2 + 1,
-        np.where(ax <= 2, -0.5 * ax**3 + 2.5 * ax**2 - 4 * ax + 2, 0.0),
-    )
+# MATLAB's bicubic kernel (a = -0.5): the one bench.imresize resamples with
+cubic = KERNELS["bicubic"][0]
 
 
 def bicubic_phase_taps(scale: int, taps: int) -> np.ndarray:

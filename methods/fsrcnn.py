@@ -58,7 +58,7 @@ class FSRCNNNet(nn.Module):
         for k in range(9):  # output o = i*s - p + k; o's own LR cell i' = i + d, sub-pixel a
             t = k - p
             a, d = t % s, t // s
-            taps[k] = cubic((a + 0.5) / s - 0.5 + d)
+            taps[k] = cubic(np.array([(a + 0.5) / s - 0.5 + d]))[0]
         for a in range(s):  # each sub-pixel phase sums to 1 after truncation to 9 taps
             idx = [k for k in range(9) if (k - p) % s == a]
             taps[idx] /= taps[idx].sum()

@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 import torch
 
+from bench.data import sha256_file
 from bench.errors import WeightsError
 from bench.imresize import imresize
 from bench.metrics import gray_to_y, psnr, rgb_to_y, shave, to_uint8
@@ -40,7 +41,7 @@ def random_weights(tmp_path_factory: pytest.TempPathFactory) -> dict[tuple[str, 
                 torch.nn.init.normal_(net.deconv.weight, std=0.05)
             path = root / f"{name}_x{scale}.safetensors"
             save_file({k: v.contiguous() for k, v in net.state_dict().items()}, str(path))
-            out[(name, scale)] = (path, _torchsr.sha256_of(path))
+            out[(name, scale)] = (path, sha256_file(path))
     return out
 
 
@@ -241,7 +242,7 @@ def test_shipped_weights_exist_verify_and_have_a_card(name: str, scale: int) -> 
     path = _torchsr.weights_path(name, scale)
     m = _module(name).make(scale=scale)
     info = m.info()
-    assert info.weights_sha256 == _torchsr.sha256_of(path)
+    assert info.weights_sha256 == sha256_file(path)
     assert info.weights_sha256 == _torchsr.read_manifest()["files"][path.name]["sha256"]
     card = path.with_suffix(".md").read_text()
     assert info.weights_sha256 in card

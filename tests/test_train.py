@@ -11,10 +11,10 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
+from bench.data import sha256_file
 from bench.errors import UsageError
 from bench.imresize import imresize
 from bench.train import add_train_arguments, install, run_train, train
-from methods import _torchsr
 
 TINY: dict = dict(batch_size=4, patch_size=8, threads=1, progress=False)
 
@@ -146,7 +146,7 @@ def test_install_writes_weights_manifest_and_card(tmp_path: Path, tiny: dict) ->
     wdir = tmp_path / "weights"
     dest = install(run, weights_dir=wdir, eval_datasets=(tiny["val_dataset"],))
     assert dest == wdir / "espcn_x2.safetensors"
-    sha = _torchsr.sha256_of(dest)
+    sha = sha256_file(dest)
     manifest = json.loads((wdir / "manifest.json").read_text())
     assert manifest["files"]["espcn_x2.safetensors"]["sha256"] == sha
     card = dest.with_suffix(".md").read_text()

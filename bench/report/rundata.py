@@ -45,24 +45,22 @@ class Run:
     env: dict[str, Any] = field(default_factory=dict)
     config: dict[str, Any] = field(default_factory=dict)
 
-    @property
-    def method_order(self) -> list[str]:
-        """Methods in the order the run was asked for (config.json), else first appearance."""
-        seen = list(dict.fromkeys(self.summary["method"].tolist() + self.quality["method"].tolist()))
-        wanted = self.config.get("methods")
+    def _ordered(self, column: str) -> list[str]:
+        """Values of `column` in the order the run asked for them (config.json), else first appearance."""
+        seen = list(dict.fromkeys(self.summary[column].tolist() + self.quality[column].tolist()))
+        wanted = self.config.get(f"{column}s")
         if isinstance(wanted, list):
-            ordered = [m for m in wanted if m in seen]
-            return ordered + [m for m in seen if m not in ordered]
+            ordered = [v for v in wanted if v in seen]
+            return ordered + [v for v in seen if v not in ordered]
         return seen
 
     @property
+    def method_order(self) -> list[str]:
+        return self._ordered("method")
+
+    @property
     def dataset_order(self) -> list[str]:
-        seen = list(dict.fromkeys(self.summary["dataset"].tolist() + self.quality["dataset"].tolist()))
-        wanted = self.config.get("datasets")
-        if isinstance(wanted, list):
-            ordered = [d for d in wanted if d in seen]
-            return ordered + [d for d in seen if d not in ordered]
-        return seen
+        return self._ordered("dataset")
 
     @property
     def scales(self) -> list[int]:
