@@ -42,14 +42,20 @@ class _NetSpec:
     batch_size: int
     patch_size: int  # input-space patch side (LR pixels, or HR pixels when input_upscaled)
     lr: float
+    # input pixels at each patch edge whose outputs see the convolutions' zero padding; the loss
+    # skips them (the papers train with unpadded convolutions), or None for the net's receptive_radius
+    loss_border: Callable[[int], int] | None = None
 
 
 def _specs() -> dict[str, _NetSpec]:
     from methods import espcn, fsrcnn, srcnn
 
     return {
-        "srcnn": _NetSpec(srcnn.build_net, True, 20000, 32, 36, 5e-4),
-        "fsrcnn": _NetSpec(fsrcnn.build_net, False, 30000, 64, 16, 1e-3),
+        # patch sides leave room inside the loss border (see valid_loss): SRCNN 52 -> 36 scored, FSRCNN
+        # 32 -> 16 LR pixels scored; ESPCN keeps the paper's 17 LR pixels (9 scored)
+        "srcnn": _NetSpec(srcnn.build_net, True, 20000, 16, 52, 5e-4),
+        # FSRCNN: 5x5 (2) + m=4 3x3 (4) + the 9x9 deconvolution (ceil(4/scale) LR pixels)
+        "fsrcnn": _NetSpec(fsrcnn.build_net, False, 30000, 32, 32, 1e-3, lambda s: 6 + -(-4 // s)),
         "espcn": _NetSpec(espcn.build_net, False, 30000, 64, 17, 1e-3),
     }
 
@@ -159,6 +165,12 @@ class _PatchSampler:
 
 
 # ----------------------------------------------------------------------------------------- evaluation
+
+
+def valid_loss(lossf: Any, pred: Any, target: Any, crop: int) -> Any:
+    """`lossf` over the outputs at least `crop` pixels inside every edge of the patch."""
+    inner = slice(crop, -crop if crop else None)
+    return lossf(pred[..., inner, inner], target[..., inner, inner])
 
 
 def evaluate(
@@ -306,6 +318,7 @@ def train(
     val_dataset: str = "set5",
     train_scales: Sequence[int] | None = None,
     loss: str = "l1",
+    loss_border: int | None = None,
     init: str = "bicubic",
     until: int | None = None,
     progress: bool = True,
@@ -321,6 +334,8 @@ def train(
     `until` stops (with a checkpoint) after that step, as an interruption would.
     `init="bicubic"` starts a fresh net as bicubic interpolation (see the nets' init methods);
     `train_scales` mixes scales for scale-agnostic networks (SRCNN); validation uses `scale`.
+    `loss_border` input pixels at each patch edge are left out of the loss, because their outputs
+    depend on the zero padding (default: the net's receptive radius; 0 scores the whole patch).
     Raises UsageError on bad options, DataError when the data cannot be had.
     """
     import torch
@@ -363,6 +378,13 @@ def train(
     state_path = out / "state.json"
     torch.manual_seed(seed)
     net = spec.build(scale).to(dev)
+    if loss_border is None:
+        loss_border = spec.loss_border(scale) if spec.loss_border else int(net.receptive_radius)
+    if loss_border < 0 or patch <= 2 * loss_border:
+        raise UsageError(
+            f"patch size {patch} leaves no pixels inside a loss border of {loss_border} on each side; "
+            f"use --patch-size above {2 * loss_border} or a smaller --loss-border"
+        )
     state: dict[str, Any] = {
         "method": method,
         "scale": scale,
@@ -374,6 +396,7 @@ def train(
         "lr": base_lr,
         "seed": seed,
         "loss": loss,
+        "loss_border": int(loss_border),
         "init": init,
         "init_from": str(init_from) if init_from else None,
         "val_dataset": val_dataset,
@@ -400,6 +423,7 @@ def train(
         opt.load_state_dict(torch.load(out / "optimizer.pt", map_location=dev, weights_only=True))
         for key in ("step", "wall_s", "best_psnr", "best_step", "history", "init_from"):
             state[key] = saved[key]
+        state["loss_border"] = loss_border = int(saved.get("loss_border", 0))  # as the run began
         state["command"] = saved.get("command") or command
         state["commands"] = saved.get("commands") or [saved.get("command")]
         state["commands"].append(command)
@@ -426,6 +450,7 @@ def train(
     sampler = _PatchSampler(banks, patch, spec.input_upscaled, seed)
 
     lossf = torch.nn.L1Loss() if loss == "l1" else torch.nn.MSELoss()
+    crop = loss_border * (1 if spec.input_upscaled else scale)  # output pixels cut at each edge
     warmup = min(200, max(1, steps // 20))
     log = open(out / "log.txt", "a")
 
@@ -489,7 +514,7 @@ def train(
             x = x.to(dev, non_blocking=True).contiguous(memory_format=torch.channels_last)
             y = y.to(dev, non_blocking=True)
             pred = net(x)
-            loss_v = lossf(pred, y)
+            loss_v = valid_loss(lossf, pred, y, crop)
             opt.zero_grad(set_to_none=True)
             loss_v.backward()
             opt.step()
@@ -573,6 +598,8 @@ def install(
     if not state_path.is_file() or not src.is_file():
         raise UsageError(f"{run} holds no {which}.safetensors/state.json; train first")
     state = json.loads(state_path.read_text())
+    if _keep_parent_card(state):
+        _write_json(state_path, state)
     method = state["method"]
     if scale is None:
         scale = int(state["scale"])
@@ -624,6 +651,37 @@ def _lineage(state: dict[str, Any]) -> list[dict[str, Any]]:
     return parents
 
 
+def _keep_parent_card(state: dict[str, Any]) -> bool:
+    """Runs started from shipped weights (no run folder beside them) keep those weights' model card in
+    their state, so the new card still tells the whole training history. True when it was added now."""
+    init = state.get("init_from")
+    if not init or "init_card" in state or _lineage(state):
+        return False
+    card = Path(init).with_suffix(".md")
+    if not card.is_file():
+        return False
+    state["init_card"] = card.read_text()
+    return True
+
+
+def _card_total_minutes(card: str) -> float:
+    """Training minutes a model card accounts for: its total including parents, else its own wall time."""
+    import re
+
+    for pattern in (r"total wall time including[^:]*: ([0-9.]+) min", r"- wall time: ([0-9.]+) min"):
+        found = re.search(pattern, card)
+        if found:
+            return float(found.group(1))
+    return 0.0
+
+
+def _border_text(state: dict[str, Any]) -> str:
+    border = int(state.get("loss_border", 0))
+    if not border:
+        return "loss on the whole patch (padded borders included)"
+    return f"loss skips {border} input pixels at each patch edge (outputs that see the zero padding)"
+
+
 def _card(
     method: str,
     scale: int,
@@ -642,7 +700,8 @@ def _card(
         f"{'input = MATLAB-bicubic-upscaled LR Y' if state['train_scales'] and method == 'srcnn' else 'input = LR Y'}",
         f"- training data: {' + '.join(d.upper() for d in state['datasets'])} (the '291' set), Y of HR "
         f"modcropped; LR = MATLAB bicubic imresize of the uint8 RGB HR (as evaluation); random "
-        f"{state['patch_size']}px input patches, flips and 90-degree rotations"
+        f"{state['patch_size']}px input patches, flips and 90-degree rotations; "
+        f"{_border_text(state)}"
         + (
             f"; scales mixed: x{', x'.join(str(s) for s in state['train_scales'])}"
             if len(state["train_scales"]) > 1
@@ -660,8 +719,10 @@ def _card(
         f"- hardware: {_hardware(state.get('device', 'cpu'), state.get('threads'))}",
     ]
     parents = _lineage(state)
-    if parents:
+    parent_card = state.get("init_card")
+    if parents or parent_card:
         total = state["wall_s"] + sum(float(p["wall_s"]) for p in parents)
+        total += 60 * _card_total_minutes(parent_card) if parent_card else 0.0
         lines += [f"- total wall time including the runs it was initialised from: {total / 60:.1f} min"]
     if note:
         lines += [f"- note: {note}"]
@@ -693,7 +754,8 @@ def _card(
             "",
             "- command: " + " then ".join(f"`{c}`" for c in cmds if c),
             f"- steps: {parent['step']}; wall time {parent['wall_s'] / 60:.1f} min; batch {parent['batch_size']}, "
-            f"patch {parent['patch_size']}, lr {parent['lr']:g}, {parent['loss'].upper()} loss"
+            f"patch {parent['patch_size']}, lr {parent['lr']:g}, {parent['loss'].upper()} loss, "
+            f"{_border_text(parent)}"
             + (
                 f", scales mixed x{', x'.join(str(s) for s in parent['train_scales'])}"
                 if len(parent.get("train_scales", [])) > 1
@@ -707,6 +769,14 @@ def _card(
             lines.append(
                 f"| {int(row['step'])} | {row['psnr']:.3f} | {row['loss']:.5f} | {row['wall_s']:.0f} |"
             )
+    if parent_card:
+        lines += [
+            "",
+            "## Initialised from: the weights shipped before this run (their card, as it was)",
+            "",
+        ]
+        for line in parent_card.split("\n## Per image")[0].strip().splitlines():
+            lines.append("##" + line if line.startswith("#") else line)  # nest its headings one level down
     lines += ["", "## Per image", "", "| dataset | image | PSNR dB | SSIM |", "|---|---|---|---|"]
     for ds, (_, _, rows) in scores.items():
         for name, p, s in rows:
@@ -740,6 +810,12 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--patch-size", type=int, default=None, help="input patch side in pixels")
     parser.add_argument("--lr", type=float, default=None, help="peak Adam learning rate")
     parser.add_argument("--loss", choices=("l1", "mse"), default="l1")
+    parser.add_argument(
+        "--loss-border",
+        type=int,
+        default=None,
+        help="input pixels at each patch edge left out of the loss (default: the net's receptive radius)",
+    )
     parser.add_argument(
         "--init",
         choices=("bicubic", "random"),
@@ -791,6 +867,7 @@ def run_train(args: argparse.Namespace) -> int:
         val_dataset=args.val_dataset,
         train_scales=args.train_scales,
         loss=args.loss,
+        loss_border=args.loss_border,
         init=args.init,
         progress=not args.no_progress,
         command=command,

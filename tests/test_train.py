@@ -12,11 +12,11 @@ import torch
 from safetensors.torch import load_file
 
 from bench.data import sha256_file
-from bench.errors import UsageError
+from bench.errors import DataError, UsageError
 from bench.imresize import imresize
-from bench.train import add_train_arguments, install, run_train, train
+from bench.train import add_train_arguments, install, run_train, train, valid_loss
 
-TINY: dict = dict(batch_size=4, patch_size=8, threads=1, progress=False)
+TINY: dict = dict(batch_size=4, patch_size=20, threads=1, progress=False)
 
 
 @pytest.fixture(scope="module")
@@ -84,6 +84,30 @@ def test_unknown_method_and_bad_options_are_usage_errors(tmp_path: Path, tiny: d
         train("espcn", 3, steps=1, out_dir=tmp_path, train_scales=(2, 3), **tiny)
     with pytest.raises(UsageError, match="loss"):
         train("espcn", 3, steps=1, out_dir=tmp_path, loss="huber", **tiny)
+    with pytest.raises(UsageError, match="--patch-size above 8"):
+        train("espcn", 3, steps=1, out_dir=tmp_path, **dict(tiny, patch_size=8))
+
+
+def test_loss_skips_the_outputs_that_see_zero_padding() -> None:
+    lossf = torch.nn.MSELoss()
+    target = torch.zeros(2, 1, 24, 24)
+    edge = target.clone()
+    edge[..., :6, :] = 1.0
+    edge[..., :, -6:] = 1.0
+    assert valid_loss(lossf, edge, target, 6).item() == 0.0
+    assert valid_loss(lossf, edge, target, 5).item() > 0.0
+    assert valid_loss(lossf, edge, target, 0).item() == pytest.approx(lossf(edge, target).item())
+
+
+@pytest.mark.parametrize(
+    ("method", "scale", "border"), [("espcn", 3, 4), ("srcnn", 2, 8), ("fsrcnn", 2, 8), ("fsrcnn", 4, 7)]
+)
+def test_default_loss_border_is_the_receptive_radius(
+    tmp_path: Path, tiny: dict, method: str, scale: int, border: int
+) -> None:
+    patch = 2 * border + 2  # the smallest patch with pixels inside the border
+    train(method, scale, steps=1, val_every=1, out_dir=tmp_path, **dict(tiny, patch_size=patch))
+    assert json.loads((tmp_path / "state.json").read_text())["loss_border"] == border
 
 
 def test_srcnn_trains_on_mixed_scales(tmp_path: Path, tiny: dict) -> None:
@@ -166,6 +190,26 @@ def test_install_writes_weights_manifest_and_card(tmp_path: Path, tiny: dict) ->
     assert m.info().weights_sha256 == sha
 
 
+def test_card_of_a_run_started_from_shipped_weights_keeps_their_history(tmp_path: Path, tiny: dict) -> None:
+    wdir = tmp_path / "weights"
+    train("espcn", 2, steps=2, val_every=1, out_dir=tmp_path / "first", command="first command", **tiny)
+    first = install(tmp_path / "first", weights_dir=wdir, eval_datasets=(tiny["val_dataset"],))
+    first_card = first.with_suffix(".md").read_text()
+    # the second run starts from the installed file (no run folder beside it), then replaces it
+    train("espcn", 2, steps=3, val_every=1, out_dir=tmp_path / "second", init_from=first, **tiny)
+    second = install(tmp_path / "second", weights_dir=wdir, eval_datasets=(tiny["val_dataset"],))
+    card = second.with_suffix(".md").read_text()
+    assert "first command" in card and "weights shipped before this run" in card
+    assert card.count("## Per image") == 1
+    old_total = float(first_card.split("- wall time: ")[1].split(" min")[0])
+    total = float(card.split("including the runs it was initialised from: ")[1].split(" min")[0])
+    own = float(card.split("- wall time: ")[1].split(" min")[0])
+    assert total == pytest.approx(own + old_total, abs=0.11)
+    # installing again does not nest the new card inside itself
+    again = install(tmp_path / "second", weights_dir=wdir, eval_datasets=(tiny["val_dataset"],))
+    assert again.with_suffix(".md").read_text().count("weights shipped before this run") == 1
+
+
 def test_install_refuses_a_scale_specific_net_at_another_scale(tmp_path: Path, tiny: dict) -> None:
     train("espcn", 2, steps=1, val_every=1, out_dir=tmp_path / "run", **tiny)
     with pytest.raises(UsageError, match="tied to x2"):
@@ -188,6 +232,8 @@ def test_cli_arguments_run_a_short_training(
             "4",
             "--patch-size",
             "8",
+            "--loss-border",
+            "2",
             "--datasets",
             tiny["val_dataset"],
             "--val-dataset",
@@ -203,4 +249,41 @@ def test_cli_arguments_run_a_short_training(
     )
     assert run_train(args) == 0
     assert "espcn x3: 2 steps" in capsys.readouterr().out
-    assert json.loads((tmp_path / "state.json").read_text())["step"] == 2
+    state = json.loads((tmp_path / "state.json").read_text())
+    assert state["step"] == 2 and state["loss_border"] == 2
+
+
+def test_validation_falls_back_to_sample_when_set5_is_absent(
+    tmp_path: Path, tiny: dict, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    monkeypatch.setenv("SRBENCH_DATA_PATH", str(empty))
+    monkeypatch.setenv("SRBENCH_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setenv("SRBENCH_OFFLINE", "1")
+    opts = dict(tiny, val_dataset="set5")
+    with pytest.warns(UserWarning, match="validating on 'sample'"):
+        r = train("espcn", 2, steps=1, val_every=1, out_dir=tmp_path / "run", **opts)
+    state = json.loads((tmp_path / "run" / "state.json").read_text())
+    assert state["val_dataset"] == "sample"
+    assert r.best_psnr > 20.0  # scored on the sample images, not a placeholder
+
+
+def test_validation_on_another_missing_dataset_is_an_error(
+    tmp_path: Path, tiny: dict, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("SRBENCH_DATA_PATH", str(tmp_path))
+    monkeypatch.setenv("SRBENCH_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setenv("SRBENCH_OFFLINE", "1")
+    with pytest.raises(DataError):
+        train("espcn", 2, steps=1, out_dir=tmp_path / "run", **dict(tiny, val_dataset="set14"))
+
+
+@pytest.mark.parametrize("method", ["srcnn", "fsrcnn", "espcn"])
+@pytest.mark.parametrize("scale", [2, 3, 4])
+def test_default_patch_leaves_pixels_inside_the_loss_border(method: str, scale: int) -> None:
+    from bench.train import _specs
+
+    spec = _specs()[method]
+    border = spec.loss_border(scale) if spec.loss_border else spec.build(scale).receptive_radius
+    assert spec.patch_size - 2 * border >= 9
