@@ -42,20 +42,14 @@ class _NetSpec:
     batch_size: int
     patch_size: int  # input-space patch side (LR pixels, or HR pixels when input_upscaled)
     lr: float
-    # input pixels at each patch edge whose outputs see the convolutions' zero padding; the loss
-    # skips them (the papers train with unpadded convolutions), or None for the net's receptive_radius
-    loss_border: Callable[[int], int] | None = None
 
 
 def _specs() -> dict[str, _NetSpec]:
     from methods import espcn, fsrcnn, srcnn
 
     return {
-        # patch sides leave room inside the loss border (see valid_loss): SRCNN 52 -> 36 scored, FSRCNN
-        # 32 -> 16 LR pixels scored; ESPCN keeps the paper's 17 LR pixels (9 scored)
-        "srcnn": _NetSpec(srcnn.build_net, True, 20000, 16, 52, 5e-4),
-        # FSRCNN: 5x5 (2) + m=4 3x3 (4) + the 9x9 deconvolution (ceil(4/scale) LR pixels)
-        "fsrcnn": _NetSpec(fsrcnn.build_net, False, 30000, 32, 32, 1e-3, lambda s: 6 + -(-4 // s)),
+        "srcnn": _NetSpec(srcnn.build_net, True, 20000, 32, 36, 5e-4),
+        "fsrcnn": _NetSpec(fsrcnn.build_net, False, 30000, 64, 16, 1e-3),
         "espcn": _NetSpec(espcn.build_net, False, 30000, 64, 17, 1e-3),
     }
 
@@ -89,9 +83,10 @@ def _load_images(name: str) -> list[tuple[str, np.ndarray, bool]]:
 
 
 def _pairs_for_scale(
-    images: Sequence[tuple[str, np.ndarray, bool]], scale: int, input_upscaled: bool, min_side: int
-) -> list[tuple[Any, Any]]:
-    """(network input, target) Y planes as 1xHxW float32 tensors in [0, 1], one pair per image.
+    images: Sequence[tuple[np.ndarray, int]], scale: int, input_upscaled: bool, min_side: int
+) -> list[tuple[Any, Any, int]]:
+    """(network input, target, group) per (HxWx3 uint8 HR, group) image: Y planes as 1xHxW float32
+    tensors in [0, 1]; images too small for `min_side` LR pixels are left out.
 
     LR is MATLAB bicubic of the modcropped uint8 RGB HR, exactly as evaluation makes it; the
     network input is its Y (float, unrounded), bicubic-upscaled again for SRCNN.
@@ -103,7 +98,7 @@ def _pairs_for_scale(
     from bench.metrics import rgb_to_y
 
     pairs = []
-    for _, rgb, _ in images:
+    for rgb, group in images:
         hr = np.ascontiguousarray(modcrop(rgb, scale))
         if min(hr.shape[:2]) // scale < min_side:
             continue
@@ -115,15 +110,41 @@ def _pairs_for_scale(
             (
                 torch.from_numpy((inp / 255.0).astype(np.float32))[None],
                 torch.from_numpy((tgt / 255.0).astype(np.float32))[None],
+                group,
             )
         )
     return pairs
 
 
+def _training_images(datasets: Sequence[str], scale_aug: Sequence[float]) -> list[tuple[np.ndarray, int]]:
+    """(HxWx3 uint8 HR, index of its dataset) for every image of `datasets`, plus a MATLAB-bicubic
+    downscaled copy per factor in `scale_aug` (the FSRCNN paper's scaling augmentation)."""
+    from bench.imresize import imresize
+
+    images = []
+    for group, name in enumerate(datasets):
+        for _, rgb, _ in _load_images(name):
+            images.append((rgb, group))
+            for f in scale_aug:
+                h, w = rgb.shape[:2]
+                size = (max(1, round(h * f)), max(1, round(w * f)))
+                images.append((imresize(rgb, output_shape=size), group))
+    if not images:
+        raise DataError(f"training datasets {', '.join(datasets)} hold no images")
+    return images
+
+
 class _PatchSampler:
     """Random aligned (input, target) patches with a random flip/rot90 each, drawn area-proportionally."""
 
-    def __init__(self, banks: dict[int, list[tuple[Any, Any]]], patch: int, input_upscaled: bool, seed: int):
+    def __init__(
+        self,
+        banks: dict[int, list[tuple[Any, Any, int]]],
+        patch: int,
+        input_upscaled: bool,
+        seed: int,
+        balance: bool = False,
+    ):
         self.banks = banks
         self.scales = sorted(banks)
         self.patch = patch
@@ -132,6 +153,10 @@ class _PatchSampler:
         self.cdf = {}
         for s, pairs in banks.items():
             area = np.array([p[0].shape[-2] * p[0].shape[-1] for p in pairs], dtype=np.float64)
+            if balance:  # every dataset gets the same share of patches, area-proportional within it
+                group = np.array([p[2] for p in pairs])
+                for g in np.unique(group):
+                    area[group == g] /= area[group == g].sum()
             self.cdf[s] = np.cumsum(area / area.sum())
 
     def batch(self, n: int, step: int) -> tuple[Any, Any]:
@@ -143,7 +168,7 @@ class _PatchSampler:
         xs, ys = [], []
         for _ in range(n):
             s = self.scales[int(rng.integers(len(self.scales)))]
-            inp, tgt = self.banks[s][
+            inp, tgt, _ = self.banks[s][
                 min(int(np.searchsorted(self.cdf[s], rng.random(), side="right")), len(self.cdf[s]) - 1)
             ]
             f = 1 if self.input_upscaled else s
@@ -318,7 +343,9 @@ def train(
     val_dataset: str = "set5",
     train_scales: Sequence[int] | None = None,
     loss: str = "l1",
-    loss_border: int | None = None,
+    loss_border: int = 0,
+    balance: bool = False,
+    scale_aug: Sequence[float] = (),
     init: str = "bicubic",
     until: int | None = None,
     progress: bool = True,
@@ -335,7 +362,9 @@ def train(
     `init="bicubic"` starts a fresh net as bicubic interpolation (see the nets' init methods);
     `train_scales` mixes scales for scale-agnostic networks (SRCNN); validation uses `scale`.
     `loss_border` input pixels at each patch edge are left out of the loss, because their outputs
-    depend on the zero padding (default: the net's receptive radius; 0 scores the whole patch).
+    depend on the zero padding (default 0: the whole patch, since evaluation also runs the net with
+    zero padding at image borders). `balance` draws the same share of patches from every dataset;
+    `scale_aug` adds MATLAB-bicubic downscaled copies of every training image (e.g. 0.9, 0.8, 0.7, 0.6).
     Raises UsageError on bad options, DataError when the data cannot be had.
     """
     import torch
@@ -378,8 +407,9 @@ def train(
     state_path = out / "state.json"
     torch.manual_seed(seed)
     net = spec.build(scale).to(dev)
-    if loss_border is None:
-        loss_border = spec.loss_border(scale) if spec.loss_border else int(net.receptive_radius)
+    if any(not 0.1 <= float(f) < 1.0 for f in scale_aug):
+        raise UsageError(f"--scale-aug factors must be in [0.1, 1), got {list(scale_aug)}")
+    loss_border = int(loss_border or 0)
     if loss_border < 0 or patch <= 2 * loss_border:
         raise UsageError(
             f"patch size {patch} leaves no pixels inside a loss border of {loss_border} on each side; "
@@ -397,6 +427,8 @@ def train(
         "seed": seed,
         "loss": loss,
         "loss_border": int(loss_border),
+        "balance": bool(balance),
+        "scale_aug": [float(f) for f in scale_aug],
         "init": init,
         "init_from": str(init_from) if init_from else None,
         "val_dataset": val_dataset,
@@ -423,7 +455,9 @@ def train(
         opt.load_state_dict(torch.load(out / "optimizer.pt", map_location=dev, weights_only=True))
         for key in ("step", "wall_s", "best_psnr", "best_step", "history", "init_from"):
             state[key] = saved[key]
-        state["loss_border"] = loss_border = int(saved.get("loss_border", 0))  # as the run began
+        for key, default in (("loss_border", 0), ("balance", False), ("scale_aug", [])):
+            state[key] = saved.get(key, default)  # the data as the run began
+        loss_border = int(state["loss_border"])
         state["command"] = saved.get("command") or command
         state["commands"] = saved.get("commands") or [saved.get("command")]
         state["commands"].append(command)
@@ -435,11 +469,7 @@ def train(
         (net.init_identity if hasattr(net, "init_identity") else net.init_bicubic)()
     net = net.to(memory_format=torch.channels_last)
 
-    images = []
-    for name in datasets:
-        images += _load_images(name)
-    if not images:
-        raise DataError(f"training datasets {', '.join(datasets)} hold no images")
+    images = _training_images(datasets, state["scale_aug"])
     banks = {}
     for s in scales:
         min_lr_side = -(-patch // s) if spec.input_upscaled else patch  # SRCNN patches are HR-sized
@@ -447,7 +477,7 @@ def train(
         if not banks[s]:
             raise DataError(f"no training image is large enough for {patch}-pixel patches at x{s}")
     del images
-    sampler = _PatchSampler(banks, patch, spec.input_upscaled, seed)
+    sampler = _PatchSampler(banks, patch, spec.input_upscaled, seed, balance=state["balance"])
 
     lossf = torch.nn.L1Loss() if loss == "l1" else torch.nn.MSELoss()
     crop = loss_border * (1 if spec.input_upscaled else scale)  # output pixels cut at each edge
@@ -794,6 +824,13 @@ def _int_list(text: str) -> list[int]:
         raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}") from exc
 
 
+def _float_list(text: str) -> list[float]:
+    try:
+        return [float(t) for t in text.split(",") if t.strip()]
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"expected comma-separated numbers, got {text!r}") from exc
+
+
 def add_train_arguments(parser: argparse.ArgumentParser) -> None:
     """Arguments of `python -m bench train METHOD --scale N ...`."""
     parser.add_argument("method", help="srcnn, fsrcnn or espcn")
@@ -814,7 +851,17 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
         "--loss-border",
         type=int,
         default=None,
-        help="input pixels at each patch edge left out of the loss (default: the net's receptive radius)",
+        help="input pixels at each patch edge left out of the loss (default 0); the outputs that see the "
+        "zero padding lie within the net's receptive radius",
+    )
+    parser.add_argument(
+        "--balance", action="store_true", help="draw the same share of patches from every training dataset"
+    )
+    parser.add_argument(
+        "--scale-aug",
+        type=_float_list,
+        default=[],
+        help="also train on MATLAB-bicubic downscaled copies of the images, e.g. 0.9,0.8,0.7,0.6",
     )
     parser.add_argument(
         "--init",
@@ -868,6 +915,8 @@ def run_train(args: argparse.Namespace) -> int:
         train_scales=args.train_scales,
         loss=args.loss,
         loss_border=args.loss_border,
+        balance=args.balance,
+        scale_aug=args.scale_aug,
         init=args.init,
         progress=not args.no_progress,
         command=command,

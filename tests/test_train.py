@@ -84,8 +84,6 @@ def test_unknown_method_and_bad_options_are_usage_errors(tmp_path: Path, tiny: d
         train("espcn", 3, steps=1, out_dir=tmp_path, train_scales=(2, 3), **tiny)
     with pytest.raises(UsageError, match="loss"):
         train("espcn", 3, steps=1, out_dir=tmp_path, loss="huber", **tiny)
-    with pytest.raises(UsageError, match="--patch-size above 8"):
-        train("espcn", 3, steps=1, out_dir=tmp_path, **dict(tiny, patch_size=8))
 
 
 def test_loss_skips_the_outputs_that_see_zero_padding() -> None:
@@ -99,15 +97,13 @@ def test_loss_skips_the_outputs_that_see_zero_padding() -> None:
     assert valid_loss(lossf, edge, target, 0).item() == pytest.approx(lossf(edge, target).item())
 
 
-@pytest.mark.parametrize(
-    ("method", "scale", "border"), [("espcn", 3, 4), ("srcnn", 2, 8), ("fsrcnn", 2, 8), ("fsrcnn", 4, 7)]
-)
-def test_default_loss_border_is_the_receptive_radius(
-    tmp_path: Path, tiny: dict, method: str, scale: int, border: int
-) -> None:
-    patch = 2 * border + 2  # the smallest patch with pixels inside the border
-    train(method, scale, steps=1, val_every=1, out_dir=tmp_path, **dict(tiny, patch_size=patch))
-    assert json.loads((tmp_path / "state.json").read_text())["loss_border"] == border
+def test_loss_border_is_recorded_and_checked_against_the_patch(tmp_path: Path, tiny: dict) -> None:
+    train("espcn", 3, steps=1, val_every=1, out_dir=tmp_path / "a", **tiny)
+    assert json.loads((tmp_path / "a" / "state.json").read_text())["loss_border"] == 0
+    train("espcn", 3, steps=1, val_every=1, out_dir=tmp_path / "b", loss_border=4, **tiny)
+    assert json.loads((tmp_path / "b" / "state.json").read_text())["loss_border"] == 4
+    with pytest.raises(UsageError, match="--patch-size above 20"):
+        train("espcn", 3, steps=1, out_dir=tmp_path / "c", loss_border=10, **tiny)
 
 
 def test_srcnn_trains_on_mixed_scales(tmp_path: Path, tiny: dict) -> None:
@@ -279,11 +275,35 @@ def test_validation_on_another_missing_dataset_is_an_error(
         train("espcn", 2, steps=1, out_dir=tmp_path / "run", **dict(tiny, val_dataset="set14"))
 
 
-@pytest.mark.parametrize("method", ["srcnn", "fsrcnn", "espcn"])
-@pytest.mark.parametrize("scale", [2, 3, 4])
-def test_default_patch_leaves_pixels_inside_the_loss_border(method: str, scale: int) -> None:
-    from bench.train import _specs
+def test_balance_gives_every_dataset_the_same_share_of_patches(tiny_folder: str) -> None:
+    from bench.train import _PatchSampler
 
-    spec = _specs()[method]
-    border = spec.loss_border(scale) if spec.loss_border else spec.build(scale).receptive_radius
-    assert spec.patch_size - 2 * border >= 9
+    small = (torch.zeros(1, 20, 20), torch.zeros(1, 40, 40), 0)
+    large = (torch.ones(1, 60, 60), torch.ones(1, 120, 120), 1)
+    banks = {2: [small, large]}
+    draws = {}
+    for balance in (False, True):
+        x, _ = _PatchSampler(banks, 10, False, seed=0, balance=balance).batch(2000, 0)
+        draws[balance] = float((x.flatten(1)[:, 0] == 0).float().mean())  # share from the small dataset
+    assert draws[False] == pytest.approx(400 / 4000, abs=0.03)  # area-proportional
+    assert draws[True] == pytest.approx(0.5, abs=0.04)
+
+
+def test_scale_augmentation_adds_downscaled_copies(tiny_folder: str, tmp_path: Path) -> None:
+    from bench.train import _training_images
+
+    plain = _training_images([tiny_folder], ())
+    aug = _training_images([tiny_folder], (0.8, 0.5))
+    assert len(aug) == 3 * len(plain)
+    h, w = plain[0][0].shape[:2]
+    assert aug[1][0].shape == (round(0.8 * h), round(0.8 * w), 3) and aug[1][0].dtype == np.uint8
+    assert aug[2][0].shape[:2] == (round(0.5 * h), round(0.5 * w))
+    with pytest.raises(UsageError, match="scale-aug"):
+        train(
+            "espcn",
+            2,
+            steps=1,
+            scale_aug=(1.5,),
+            out_dir=tmp_path,
+            **dict(TINY, datasets=(tiny_folder,), val_dataset=tiny_folder),
+        )
