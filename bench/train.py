@@ -684,8 +684,11 @@ def _lineage(state: dict[str, Any]) -> list[dict[str, Any]]:
 def _keep_parent_card(state: dict[str, Any]) -> bool:
     """Runs started from shipped weights (no run folder beside them) keep those weights' model card in
     their state, so the new card still tells the whole training history. True when it was added now."""
-    init = state.get("init_from")
-    if not init or "init_card" in state or _lineage(state):
+    if "init_card" in state:
+        return False
+    parents = _lineage(state)
+    init = (parents[-1] if parents else state).get("init_from")  # where the run folders' history ends
+    if not init or (Path(init).parent / "state.json").is_file():
         return False
     card = Path(init).with_suffix(".md")
     if not card.is_file():
@@ -703,6 +706,18 @@ def _card_total_minutes(card: str) -> float:
         if found:
             return float(found.group(1))
     return 0.0
+
+
+def _data_text(state: dict[str, Any]) -> str:
+    names = [str(d) for d in state["datasets"]]
+    text = " + ".join(d.upper() for d in names)
+    if sorted(n.lower() for n in names) == ["bsd200", "t91"]:
+        text += " (the '291' set)"
+    if state.get("balance") and len(names) > 1:
+        text += ", the same share of patches from each"
+    if state.get("scale_aug"):
+        text += ", plus copies downscaled by " + ", ".join(f"{f:g}" for f in state["scale_aug"])
+    return text
 
 
 def _border_text(state: dict[str, Any]) -> str:
@@ -728,7 +743,7 @@ def _card(
         f"- sha256: `{sha}` (also in `manifest.json`, which loading verifies)",
         f"- architecture: {method.upper()} as published, Y channel only (Cb/Cr by MATLAB bicubic); "
         f"{'input = MATLAB-bicubic-upscaled LR Y' if state['train_scales'] and method == 'srcnn' else 'input = LR Y'}",
-        f"- training data: {' + '.join(d.upper() for d in state['datasets'])} (the '291' set), Y of HR "
+        f"- training data: {_data_text(state)}, Y of HR "
         f"modcropped; LR = MATLAB bicubic imresize of the uint8 RGB HR (as evaluation); random "
         f"{state['patch_size']}px input patches, flips and 90-degree rotations; "
         f"{_border_text(state)}"
@@ -784,7 +799,8 @@ def _card(
             "",
             "- command: " + " then ".join(f"`{c}`" for c in cmds if c),
             f"- steps: {parent['step']}; wall time {parent['wall_s'] / 60:.1f} min; batch {parent['batch_size']}, "
-            f"patch {parent['patch_size']}, lr {parent['lr']:g}, {parent['loss'].upper()} loss, "
+            f"data {_data_text(parent)}, patch {parent['patch_size']}, lr {parent['lr']:g}, "
+            f"{parent['loss'].upper()} loss, "
             f"{_border_text(parent)}"
             + (
                 f", scales mixed x{', x'.join(str(s) for s in parent['train_scales'])}"
