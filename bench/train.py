@@ -687,6 +687,9 @@ def _keep_parent_card(state: dict[str, Any]) -> bool:
     if "init_card" in state:
         return False
     parents = _lineage(state)
+    if parents and parents[-1].get("init_card"):  # that run kept the card as it was before it
+        state["init_card"] = parents[-1]["init_card"]
+        return True
     init = (parents[-1] if parents else state).get("init_from")  # where the run folders' history ends
     if not init or (Path(init).parent / "state.json").is_file():
         return False

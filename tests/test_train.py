@@ -201,6 +201,26 @@ def test_card_of_a_run_started_from_shipped_weights_keeps_their_history(tmp_path
     total = float(card.split("including the runs it was initialised from: ")[1].split(" min")[0])
     own = float(card.split("- wall time: ")[1].split(" min")[0])
     assert total == pytest.approx(own + old_total, abs=0.11)
+    # a third run from the second's run folder: the first card appears once, every minute counted once
+    train(
+        "espcn",
+        2,
+        steps=2,
+        val_every=1,
+        out_dir=tmp_path / "third",
+        init_from=tmp_path / "second" / "best.safetensors",
+        **tiny,
+    )
+    third = install(tmp_path / "third", weights_dir=wdir, eval_datasets=(tiny["val_dataset"],)).with_suffix(
+        ".md"
+    )
+    text = third.read_text()
+    assert text.count("first command") == 1 and text.count("weights shipped before this run") == 1
+    walls = [
+        json.loads((tmp_path / r / "state.json").read_text())["wall_s"] for r in ("first", "second", "third")
+    ]
+    total3 = float(text.split("including the runs it was initialised from: ")[1].split(" min")[0])
+    assert total3 == pytest.approx(sum(walls) / 60, abs=0.11)
     # installing again does not nest the new card inside itself
     again = install(tmp_path / "second", weights_dir=wdir, eval_datasets=(tiny["val_dataset"],))
     assert again.with_suffix(".md").read_text().count("weights shipped before this run") == 1
