@@ -7,6 +7,7 @@ import json
 import math
 import os
 import platform
+import re
 import shlex
 import shutil
 import sys
@@ -702,8 +703,6 @@ def _keep_parent_card(state: dict[str, Any]) -> bool:
 
 def _card_total_minutes(card: str) -> float:
     """Training minutes a model card accounts for: its total including parents, else its own wall time."""
-    import re
-
     for pattern in (r"total wall time including[^:]*: ([0-9.]+) min", r"- wall time: ([0-9.]+) min"):
         found = re.search(pattern, card)
         if found:
