@@ -126,8 +126,8 @@ def _training_images(datasets: Sequence[str], scale_aug: Sequence[float]) -> lis
     for group, name in enumerate(datasets):
         for _, rgb, _ in _load_images(name):
             images.append((rgb, group))
+            h, w = rgb.shape[:2]
             for f in scale_aug:
-                h, w = rgb.shape[:2]
                 size = (max(1, round(h * f)), max(1, round(w * f)))
                 images.append((imresize(rgb, output_shape=size), group))
     if not images:
@@ -410,7 +410,7 @@ def train(
     net = spec.build(scale).to(dev)
     if any(not 0.1 <= float(f) < 1.0 for f in scale_aug):
         raise UsageError(f"--scale-aug factors must be in [0.1, 1), got {list(scale_aug)}")
-    loss_border = int(loss_border or 0)
+    loss_border = int(loss_border)
     if loss_border < 0 or patch <= 2 * loss_border:
         raise UsageError(
             f"patch size {patch} leaves no pixels inside a loss border of {loss_border} on each side; "
@@ -458,6 +458,8 @@ def train(
             state[key] = saved[key]
         for key, default in (("loss_border", 0), ("balance", False), ("scale_aug", [])):
             state[key] = saved.get(key, default)  # the data as the run began
+        if "init_card" in saved:
+            state["init_card"] = saved["init_card"]
         loss_border = int(state["loss_border"])
         state["command"] = saved.get("command") or command
         state["commands"] = saved.get("commands") or [saved.get("command")]
@@ -465,6 +467,7 @@ def train(
         state["resumed_at"] = saved.get("resumed_at", []) + [saved["step"]]
     elif init_from:
         state["init_skipped"] = _load_tensors(net, Path(init_from), partial=True)
+        _keep_parent_card(state)  # now, before another install can replace that card
     elif init == "bicubic":
         # start from (a close approximation of) bicubic interpolation: same architecture, residual-like start
         (net.init_identity if hasattr(net, "init_identity") else net.init_bicubic)()
@@ -629,7 +632,7 @@ def install(
     if not state_path.is_file() or not src.is_file():
         raise UsageError(f"{run} holds no {which}.safetensors/state.json; train first")
     state = json.loads(state_path.read_text())
-    if _keep_parent_card(state):
+    if _keep_parent_card(state):  # a run folder written before cards were kept at the start
         _write_json(state_path, state)
     method = state["method"]
     if scale is None:
@@ -868,7 +871,7 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--loss-border",
         type=int,
-        default=None,
+        default=0,
         help="input pixels at each patch edge left out of the loss (default 0); the outputs that see the "
         "zero padding lie within the net's receptive radius",
     )

@@ -226,6 +226,18 @@ def test_card_of_a_run_started_from_shipped_weights_keeps_their_history(tmp_path
     assert again.with_suffix(".md").read_text().count("weights shipped before this run") == 1
 
 
+def test_card_kept_is_the_one_of_the_weights_the_run_started_from(tmp_path: Path, tiny: dict) -> None:
+    wdir = tmp_path / "weights"
+    train("espcn", 2, steps=2, val_every=1, out_dir=tmp_path / "first", command="first command", **tiny)
+    first = install(tmp_path / "first", weights_dir=wdir, eval_datasets=(tiny["val_dataset"],))
+    train("espcn", 2, steps=4, val_every=1, out_dir=tmp_path / "second", init_from=first, until=2, **tiny)
+    first.with_suffix(".md").write_text("# a card another install wrote meanwhile\n")
+    train("espcn", 2, steps=4, val_every=1, out_dir=tmp_path / "second", resume=True, **tiny)
+    card = install(tmp_path / "second", weights_dir=wdir, eval_datasets=(tiny["val_dataset"],))
+    text = card.with_suffix(".md").read_text()
+    assert "first command" in text and "another install wrote meanwhile" not in text
+
+
 def test_install_refuses_a_scale_specific_net_at_another_scale(tmp_path: Path, tiny: dict) -> None:
     train("espcn", 2, steps=1, val_every=1, out_dir=tmp_path / "run", **tiny)
     with pytest.raises(UsageError, match="tied to x2"):
