@@ -472,6 +472,8 @@ def train(
         # start from (a close approximation of) bicubic interpolation: same architecture, residual-like start
         (net.init_identity if hasattr(net, "init_identity") else net.init_bicubic)()
     net = net.to(memory_format=torch.channels_last)
+    if hasattr(net, "subpixel_deconv"):  # FSRCNN: same weights and outputs, faster steps
+        net.subpixel_deconv = True
 
     images = _training_images(datasets, state["scale_aug"])
     banks = {}
@@ -762,7 +764,12 @@ def _card(
         f"{state['loss'].upper()} loss, seed {state['seed']}",
         "- command: "
         + " then ".join(f"`{c}`" for c in (state.get("commands") or [state.get("command")]) if c)
-        + (" (resumed)" if state.get("resumed_at") else ""),
+        + (
+            f" (resumed at step {', '.join(str(k) for k in state['resumed_at'])}; a different --steps there "
+            "re-times the cosine schedule from that step on)"
+            if state.get("resumed_at")
+            else ""
+        ),
         f"- steps: {state['step']} of {state['steps']} run; shipped weights from step {step} "
         f"(best {state['val_dataset']} PSNR during training)",
         f"- wall time: {state['wall_s'] / 60:.1f} min of training (validation excluded)",

@@ -94,6 +94,31 @@ def test_fsrcnn_prelu_is_per_channel() -> None:
     assert [p.weight.numel() for p in prelus] == [56, 12, 12, 12, 12, 12, 56]
 
 
+@pytest.mark.parametrize("scale", SCALES)
+def test_fsrcnn_subpixel_deconvolution_matches_the_transposed_convolution(scale: int) -> None:
+    """The training path (sub-pixel convolution built from the deconvolution's own weights) gives the
+    same outputs and the same gradients as nn.ConvTranspose2d, at every size, edges included."""
+    from methods.fsrcnn import FSRCNNNet
+
+    torch.manual_seed(scale)
+    net = FSRCNNNet(scale)
+    torch.nn.init.normal_(net.deconv.weight, std=0.1)  # the paper's 0.001 init would hide index errors
+    torch.nn.init.normal_(net.deconv.bias)
+    keys = list(net.state_dict())
+    for h, w in ((7, 9), (1, 5), (16, 16)):
+        x = torch.rand(2, 1, h, w)
+        grads = []
+        for subpixel in (False, True):
+            net.subpixel_deconv = subpixel
+            net.zero_grad()
+            y = net(x)
+            (y * torch.linspace(-1, 1, y.numel()).view_as(y)).sum().backward()
+            grads.append((y.detach(), net.deconv.weight.grad.clone(), net.body[0].weight.grad.clone()))
+        for ref, sub in zip(*grads, strict=True):
+            assert ref.shape == sub.shape
+            torch.testing.assert_close(sub, ref, rtol=1e-4, atol=1e-5)
+    assert list(net.state_dict()) == keys  # no new tensors: shipped weights load either way
+
 # ----------------------------------------------------------------------------------------- colour
 
 

@@ -236,6 +236,7 @@ def test_card_kept_is_the_one_of_the_weights_the_run_started_from(tmp_path: Path
     card = install(tmp_path / "second", weights_dir=wdir, eval_datasets=(tiny["val_dataset"],))
     text = card.with_suffix(".md").read_text()
     assert "first command" in text and "another install wrote meanwhile" not in text
+    assert "(resumed at step 2;" in text  # a resume that changed --steps must be readable from the card
 
 
 def test_install_refuses_a_scale_specific_net_at_another_scale(tmp_path: Path, tiny: dict) -> None:
