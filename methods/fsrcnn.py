@@ -87,6 +87,7 @@ class FSRCNNNet(nn.Module):
         index, left, right = self._phase_index
         s, n = self.scale, index.shape[1]
         w = F.pad(self.deconv.weight[:, 0], (0, 1, 0, 1))  # d x 10 x 10, last row/column zero
+        index = index.to(w.device)
         w = w[:, index[:, :, None, None], index[None, None, :, :]]  # d x s x n x s x n
         w = w.permute(1, 3, 0, 2, 4).reshape(s * s, -1, n, n)  # phase (a, b) -> channel a*s + b
         y = F.conv2d(F.pad(x, (left, right, left, right)), w, _bias(self.deconv).expand(s * s))
