@@ -40,7 +40,7 @@ class FSRCNNNet(nn.Module):
         nn.init.normal_(self.deconv.weight, std=0.001)  # as the paper initialises the deconvolution
         nn.init.zeros_(_bias(self.deconv))
         # Run the deconvolution as a sub-pixel convolution (same weights, same outputs to float
-        # rounding; 1.15-1.4x faster training steps on CPU). `bench.train` turns it on.
+        # rounding; training steps 1.03-1.3x faster on CPU). `bench.train` turns it on.
         self.subpixel_deconv = False
         self._phase_index = self._subpixel_index()
 
@@ -72,7 +72,7 @@ class FSRCNNNet(nn.Module):
 
     def _subpixel_index(self) -> tuple[torch.Tensor, int, int]:
         """(s x L index into the zero-extended 9-tap kernel, left pad, right pad) of the equivalent
-        convolution: output q*s + a = sum_j w[s*j + a + p] * input[q - j] over the taps in range."""
+        convolution: output q*s + a = sum_u w[a + p - s*u] * input[q + u] over the taps in range."""
         s, p, k = self.scale, self.deconv_padding, self.deconv.kernel_size[0]
         offsets = [u for a in range(s) for u in range(-k, k + 1) if 0 <= a + p - s * u < k]
         lo, hi = min(offsets), max(offsets)
@@ -103,4 +103,3 @@ def build_net(scale: int) -> FSRCNNNet:
 
 
 make = method_factory("fsrcnn", build_net, input_upscaled=False, tile_unit="LR")
-

@@ -119,6 +119,7 @@ def test_fsrcnn_subpixel_deconvolution_matches_the_transposed_convolution(scale:
             torch.testing.assert_close(sub, ref, rtol=1e-4, atol=1e-5)
     assert list(net.state_dict()) == keys  # no new tensors: shipped weights load either way
 
+
 # ----------------------------------------------------------------------------------------- colour
 
 
