@@ -21,6 +21,8 @@ class FSRCNNNet(nn.Module):
     h*scale outputs with the kernel centre as close as possible to the LR pixel's HR position.
     """
 
+    _phase_index: torch.Tensor  # buffer: see _subpixel_index
+
     def __init__(self, scale: int, d: int = 56, s: int = 12, m: int = 4) -> None:
         super().__init__()
         self.scale = int(scale)
@@ -42,7 +44,9 @@ class FSRCNNNet(nn.Module):
         # Run the deconvolution as a sub-pixel convolution (same weights, same outputs to float
         # rounding; training steps 1.03-1.3x faster on CPU). `bench.train` turns it on.
         self.subpixel_deconv = False
-        self._phase_index = self._subpixel_index()
+        index, self._subpixel_pad = self._subpixel_index()
+        # not in the state dict (shipped weights are unchanged), but moves with the module to its device
+        self.register_buffer("_phase_index", index, persistent=False)
 
     @torch.no_grad()
     def init_bicubic(self) -> None:
@@ -70,8 +74,8 @@ class FSRCNNNet(nn.Module):
         self.deconv.weight[0, 0] = torch.from_numpy(np.outer(taps, taps)).float()
         _bias(self.deconv).zero_()
 
-    def _subpixel_index(self) -> tuple[torch.Tensor, int, int]:
-        """(s x L index into the zero-extended 9-tap kernel, left pad, right pad) of the equivalent
+    def _subpixel_index(self) -> tuple[torch.Tensor, tuple[int, int]]:
+        """(s x L index into the zero-extended 9-tap kernel, (left pad, right pad)) of the equivalent
         convolution: output q*s + a = sum_u w[a + p - s*u] * input[q + u] over the taps in range."""
         s, p, k = self.scale, self.deconv_padding, self.deconv.kernel_size[0]
         offsets = [u for a in range(s) for u in range(-k, k + 1) if 0 <= a + p - s * u < k]
@@ -81,13 +85,12 @@ class FSRCNNNet(nn.Module):
             for t, u in enumerate(range(lo, hi + 1)):
                 if 0 <= a + p - s * u < k:
                     index[a, t] = a + p - s * u
-        return index, -lo, hi
+        return index, (-lo, hi)
 
     def _deconv_as_subpixel(self, x: torch.Tensor) -> torch.Tensor:
-        index, left, right = self._phase_index
+        index, (left, right) = self._phase_index, self._subpixel_pad
         s, n = self.scale, index.shape[1]
         w = F.pad(self.deconv.weight[:, 0], (0, 1, 0, 1))  # d x 10 x 10, last row/column zero
-        index = index.to(w.device)
         w = w[:, index[:, :, None, None], index[None, None, :, :]]  # d x s x n x s x n
         w = w.permute(1, 3, 0, 2, 4).reshape(s * s, -1, n, n)  # phase (a, b) -> channel a*s + b
         y = F.conv2d(F.pad(x, (left, right, left, right)), w, _bias(self.deconv).expand(s * s))
