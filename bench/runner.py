@@ -6,7 +6,6 @@ import math
 import os
 import re
 import sys
-import time
 from collections import deque
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -17,11 +16,10 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from bench.api import SampleRef
-from bench.data import Dataset, ImageProblem, Sample, open_dataset
-from bench.errors import BenchError, DataError, MethodError
-from bench.metrics import gray_to_y, to_uint8
-from bench.protocol import Protocol, get_protocol, prepare, run_method, score
+from bench.data import Dataset, Sample, open_dataset
+from bench.errors import BenchError, DataError
+from bench.evaluate import big_enough, infer, row_base, score_output, summarise
+from bench.protocol import Protocol, get_protocol
 from bench.registry import create_method, resolve_device
 from bench.store import QUALITY_COLUMNS, SUMMARY_COLUMNS, RunStore
 
@@ -128,34 +126,6 @@ def _save_png(path: Path, img: np.ndarray) -> None:
     _atomic_write_png(path, img)
 
 
-def _check_output(sr: Any, expected: tuple[int, ...]) -> np.ndarray:
-    arr = np.asarray(sr)
-    if arr.dtype.kind not in "uif":
-        raise MethodError(f"returned dtype {arr.dtype}, expected uint8 or float")
-    if arr.shape != expected:
-        raise MethodError(f"returned shape {arr.shape}, expected {expected}")
-    if arr.dtype.kind == "f" and not np.isfinite(arr).all():
-        raise MethodError("returned NaN or inf values")
-    return arr
-
-
-def _upscale(method: Any, sample: Sample, protocol: Protocol) -> tuple[Any, tuple[int, ...], float]:
-    """Run the method on the sample's LR input: (raw output, expected shape, seconds)."""
-    lr = prepare(sample, protocol)
-    s = sample.scale
-    expected = (lr.shape[0] * s, lr.shape[1] * s) + lr.shape[2:]
-    t0 = time.perf_counter()
-    if getattr(method, "needs_ref", False):
-        raw = method.upscale_ref(lr, SampleRef(sample.dataset, sample.image, s))
-        if protocol.degradation == "bicubic-y" and np.asarray(raw).ndim == 3:
-            raw = gray_to_y(np.asarray(raw))
-    elif lr.ndim == 2:
-        raw = run_method(method, lr, protocol)
-    else:
-        raw = method.upscale(lr)
-    return raw, expected, time.perf_counter() - t0
-
-
 OOM_TILE = 128  # LR pixels per tile when a whole image does not fit in memory
 
 
@@ -170,7 +140,7 @@ def _upscale_or_tile(method: Any, sample: Sample, protocol: Protocol, name: str,
     """`_upscale`; out of memory on a method that can tile (a `tile` attribute, None when untiled): retried
     once with `create_method(name, ..., tile=OOM_TILE)`. Raises what the method raised otherwise."""
     try:
-        return _upscale(method, sample, protocol)
+        return infer(method, sample, protocol)
     except (Exception, MemoryError) as exc:
         if not (_is_oom(exc) and hasattr(method, "tile") and method.tile is None):
             raise
@@ -181,37 +151,7 @@ def _upscale_or_tile(method: Any, sample: Sample, protocol: Protocol, name: str,
         tiled = create_method(name, scale=sample.scale, device=method.device, tile=OOM_TILE)
     except Exception:  # noqa: BLE001 - cannot tile after all: report the memory error
         raise oom from None
-    return _upscale(tiled, sample, protocol)
-
-
-def _evaluate(raw: Any, expected: tuple[int, ...], sample: Sample, protocol: Protocol) -> tuple[np.ndarray, float, float]:
-    """Check the contract, round to uint8 (protocol step 3) and score."""
-    sr = to_uint8(_check_output(raw, expected))
-    p, q = score(sr, sample, protocol)
-    return sr, p, q
-
-
-def summarise(quality: pd.DataFrame, order: list[str] | None = None) -> pd.DataFrame:
-    """Mean of per-image PSNR/SSIM per (method, dataset, scale): not PSNR of pooled MSE, as papers do."""
-    if quality.empty:
-        return pd.DataFrame(columns=SUMMARY_COLUMNS)
-    rows = []
-    for (m, d, s), g in quality.groupby(["method", "dataset", "scale"], sort=False):
-        ok = g[g["status"] == "ok"]
-        n_failed = int((g["status"] != "ok").sum())
-        rows.append({
-            "method": m, "dataset": d, "scale": int(s),
-            # a cell with a failed image has no comparable mean
-            "psnr": float(ok["psnr"].mean()) if n_failed == 0 and len(ok) else math.nan,
-            "ssim": float(ok["ssim"].mean()) if n_failed == 0 and len(ok) else math.nan,
-            "n_images": int(len(ok)), "n_failed": n_failed, "protocol": g["protocol"].iloc[0],
-            "status": "ok" if n_failed == 0 else "failed",
-        })
-    out = pd.DataFrame(rows, columns=SUMMARY_COLUMNS)
-    if order:
-        rank = {m: i for i, m in enumerate(order)}
-        out = out.sort_values("method", key=lambda c: c.map(rank), kind="stable").reset_index(drop=True)
-    return out
+    return infer(tiled, sample, protocol)
 
 
 def _failure_row(base: dict[str, Any], error: str) -> dict[str, Any]:
@@ -244,7 +184,7 @@ def run(req: RunRequest, *, progress: bool = True, log: Log = _stderr) -> RunOut
 
     outcome = RunOutcome(req.out, pd.DataFrame(columns=QUALITY_COLUMNS), pd.DataFrame(columns=SUMMARY_COLUMNS))
     if "quality" in req.passes:
-        _quality_pass(req, protocol, device, store, outcome, progress, log)
+        _QualityPass(req, protocol, device, store, log).run(outcome, progress)
     if "latency" in req.passes and not outcome.interrupted:
         from bench.latency import latency_pass, methods_table
 
@@ -260,129 +200,137 @@ def run(req: RunRequest, *, progress: bool = True, log: Log = _stderr) -> RunOut
     return outcome
 
 
-def _quality_pass(req: RunRequest, protocol: Protocol, device: str, store: RunStore, outcome: RunOutcome,
-                  progress: bool, log: Log) -> None:
-    from tqdm import tqdm
+class _QualityPass:
+    """The quality pass of one run: builds each method once per scale, schedules each image, journals rows.
 
-    datasets, outcome.warnings = _resolve_datasets(req, log)
-    journal = store.read_rows() if req.resume else []
-    done = {_row_key(r): r for r in journal if r.get("status") == "ok"}
-    wanted: list[dict[str, Any]] = []
-    methods: dict[tuple[str, int], Any] = {}
-    build_errors: dict[tuple[str, int], str] = {}
-    total = len(req.methods) * sum(len(d) for d in datasets) * len(req.scales)
-    bar = tqdm(total=total, desc="quality", unit="img", disable=not progress, file=sys.stderr, leave=False)
-    # scoring (and numpy methods) run in a small thread pool: numpy/scipy release the GIL, so both cores
-    # work; torch methods run in this thread since torch already uses every core for one image
-    pool = ThreadPoolExecutor(max_workers=max(1, min(4, os.cpu_count() or 1)))
-    pending: deque[tuple[Future[dict[str, Any]], None] | tuple[None, dict[str, Any]]] = deque()
+    Scoring (and numpy methods) run in a small thread pool: numpy/scipy release the GIL, so both cores
+    work; torch methods run in this thread since torch already uses every core for one image.
+    """
 
-    def drain(keep: int) -> None:
-        # rows are journaled in submission order, as soon as they are computed
-        while len(pending) > keep:
-            fut, row = pending.popleft()
-            row = fut.result() if fut is not None else row
-            assert row is not None
-            store.append_rows([row])
-            wanted.append(row)
-            bar.update(1)
+    def __init__(self, req: RunRequest, protocol: Protocol, device: str, store: RunStore, log: Log) -> None:
+        self.req, self.protocol, self.device, self.store, self.log = req, protocol, device, store, log
+        journal = store.read_rows() if req.resume else []
+        self.done = {_row_key(r): r for r in journal if r.get("status") == "ok"}
+        self.rows: list[dict[str, Any]] = []
+        self.methods: dict[tuple[str, int], Any] = {}
+        self.build_errors: dict[tuple[str, int], str] = {}
+        self.pool = ThreadPoolExecutor(max_workers=max(1, min(4, os.cpu_count() or 1)))
+        self.pending: deque[tuple[Future[dict[str, Any]], None] | tuple[None, dict[str, Any]]] = deque()
+        self.bar: Any = None
 
-    try:
-        for ds in datasets:
-            for scale in req.scales:
-                samples = list(ds.samples(scale, min_size=1))
-                samples = [s for s in samples if _big_enough(s, protocol, ds)]
-                to_save = _images_to_save(samples, req.save_images)
-                for name in req.methods:
-                    key = (name, scale)
-                    if key not in methods and key not in build_errors:
-                        try:
-                            built = create_method(name, scale=scale, device=device)
-                            built.info()  # a broken info() fails this method's cells, not the whole run
-                            methods[key] = built
-                        except Exception as exc:  # noqa: BLE001 - create_method raises BenchError; info() anything
-                            build_errors[key] = str(exc) if isinstance(exc, BenchError) else f"{type(exc).__name__}: {exc}"
-                            log(f"error: {name} x{scale}: {build_errors[key]}")
-                    method = methods.get(key)
-                    wsha = method.info().weights_sha256 if method is not None else None
-                    for sample in samples:
-                        base = {"method": name, "dataset": ds.name, "scale": scale, "image": sample.image,
-                                "channel": protocol.channel, "shave": protocol.shave_px(scale),
-                                "degradation": protocol.degradation, "protocol": protocol.name,
-                                "weights_sha256": wsha or "", "image_sha256": sample.sha256, "error": ""}
-                        rkey = _row_key(base)
-                        if rkey in done:
-                            drain(0)
-                            wanted.append(done[rkey])
-                            bar.update(1)
-                            continue
-                        if method is None:
-                            pending.append((None, _failure_row(base, build_errors[key])))
-                        elif getattr(method, "thread_safe", False):
-                            pending.append((pool.submit(_run_one, method, sample, protocol, base, to_save, store,
-                                                        log), None))
-                        else:
-                            try:
-                                raw, expected, seconds = _upscale_or_tile(method, sample, protocol, name, log)
-                            except (Exception, MemoryError) as exc:
-                                pending.append((None, _failed(base, exc, log)))
-                            else:
-                                pending.append((pool.submit(_finish, raw, expected, seconds, sample, protocol,
-                                                            base, to_save, store, log), None))
-                        drain(4)
-                    drain(0)
-                outcome.problems.extend(f"{p.dataset}/{p.image}: {p.reason}" for p in ds.problems)
-                ds.problems.clear()
-        drain(0)
-    except KeyboardInterrupt:
-        outcome.interrupted = True
-        # keep every row already submitted: at most a few short jobs (mostly scoring of outputs already
-        # computed), so nothing computed is lost; a second Ctrl-C stops the wait
-        while pending:
-            fut, row = pending.popleft()
+    def _keep(self, row: dict[str, Any]) -> None:
+        self.store.append_rows([row])
+        self.rows.append(row)
+        self.bar.update(1)
+
+    def drain(self, keep: int) -> None:
+        """Journal finished rows in submission order until at most `keep` are in flight."""
+        while len(self.pending) > keep:
+            fut, row = self.pending.popleft()
+            self._keep(fut.result() if fut is not None else row)  # type: ignore[arg-type]
+
+    def method(self, name: str, scale: int) -> Any:
+        """The method built once per (name, scale); None (with the error kept) when building fails."""
+        key = (name, scale)
+        if key not in self.methods and key not in self.build_errors:
+            try:
+                built = create_method(name, scale=scale, device=self.device)
+                built.info()  # a broken info() fails this method's cells, not the whole run
+                self.methods[key] = built
+            except Exception as exc:  # noqa: BLE001 - create_method raises BenchError; info() anything
+                err = str(exc) if isinstance(exc, BenchError) else f"{type(exc).__name__}: {exc}"
+                self.build_errors[key] = err
+                self.log(f"error: {name} x{scale}: {err}")
+        return self.methods.get(key)
+
+    def submit(self, name: str, method: Any, sample: Sample, to_save: set[str]) -> None:
+        wsha = method.info().weights_sha256 if method is not None else None
+        base = row_base(name, sample, self.protocol, wsha)
+        rkey = _row_key(base)
+        if rkey in self.done:
+            self.drain(0)
+            self.rows.append(self.done[rkey])
+            self.bar.update(1)
+            return
+        args = (sample, self.protocol, base, to_save, self.store, self.log)
+        if method is None:
+            self.pending.append((None, _failure_row(base, self.build_errors[(name, sample.scale)])))
+        elif getattr(method, "thread_safe", False):
+            self.pending.append((self.pool.submit(_run_one, method, *args), None))
+        else:
+            try:
+                raw, expected, seconds = _upscale_or_tile(method, sample, self.protocol, name, self.log)
+            except (Exception, MemoryError) as exc:
+                self.pending.append((None, _failed(base, exc, self.log)))
+            else:
+                self.pending.append((self.pool.submit(_finish, raw, expected, seconds, *args), None))
+        self.drain(4)
+
+    def dataset(self, ds: Dataset, outcome: RunOutcome) -> None:
+        for scale in self.req.scales:
+            samples = [s for s in ds.samples(scale) if big_enough(s, self.protocol, ds)]
+            to_save = _images_to_save(samples, self.req.save_images)
+            for name in self.req.methods:
+                method = self.method(name, scale)
+                for sample in samples:
+                    self.submit(name, method, sample, to_save)
+                self.drain(0)
+            outcome.problems.extend(f"{p.dataset}/{p.image}: {p.reason}" for p in ds.problems)
+            ds.problems.clear()
+
+    def interrupted(self, datasets: list[Dataset]) -> None:
+        """Keep every row already submitted, then take the journal as the truth."""
+        # at most a few short jobs (mostly scoring of outputs already computed), so nothing computed is
+        # lost; a second Ctrl-C stops the wait
+        while self.pending:
+            fut, row = self.pending.popleft()
             try:
                 row = fut.result() if fut is not None else row
             except BaseException:  # noqa: BLE001 - an interrupted job has no row to keep
                 break
             if row is not None:
-                store.append_rows([row])
-                wanted.append(row)
-        for fut, _ in pending:
+                self._keep(row)
+        for fut, _ in self.pending:
             if fut is not None:
                 fut.cancel()
-    finally:
-        pool.shutdown(wait=True, cancel_futures=True)
-        bar.close()
-    if outcome.interrupted:
-        # the journal is the truth (an interrupt may land between journaling a row and listing it)
-        names = {d.name for d in datasets}
-        rows = {_row_key(r): r for r in store.read_rows()
+        names, req = {d.name for d in datasets}, self.req
+        # an interrupt may land between journaling a row and listing it
+        rows = {_row_key(r): r for r in self.store.read_rows()
                 if r["method"] in req.methods and r["dataset"] in names and int(r["scale"]) in req.scales
-                and r["protocol"] == protocol.name}
-        wanted[:] = list(rows.values())
-    for p in dict.fromkeys(outcome.problems):
-        log(f"skipped: {p}")
-    outcome.problems = list(dict.fromkeys(outcome.problems))
-    quality = pd.DataFrame(wanted, columns=QUALITY_COLUMNS + ["seconds"])
-    quality["psnr"] = pd.to_numeric(quality["psnr"])
-    quality["ssim"] = pd.to_numeric(quality["ssim"])
-    outcome.quality = quality
-    outcome.summary = summarise(quality, req.methods)
-    store.write_csv("quality.csv", quality)
-    store.write_csv("summary.csv", outcome.summary)
-    if outcome.problems:
-        store.write_json("problems.json", outcome.problems)
+                and r["protocol"] == self.protocol.name}  # fmt: skip
+        self.rows[:] = list(rows.values())
 
+    def run(self, outcome: RunOutcome, progress: bool) -> None:
+        from tqdm import tqdm
 
-def _big_enough(sample: Sample, protocol: Protocol, ds: Dataset) -> bool:
-    need = protocol.min_hr_size(sample.scale)
-    h, w = sample.hr.shape[:2]
-    if min(h, w) >= need:
-        return True
-    ds.problems.append(ImageProblem(ds.name, sample.image,
-                                    f"{w}x{h} is too small for x{sample.scale} under this protocol (needs at least "
-                                    f"{need}x{need}: shave {protocol.shave_px(sample.scale)} + SSIM window); skipped"))
-    return False
+        datasets, outcome.warnings = _resolve_datasets(self.req, self.log)
+        total = len(self.req.methods) * sum(len(d) for d in datasets) * len(self.req.scales)
+        self.bar = tqdm(total=total, desc="quality", unit="img", disable=not progress, file=sys.stderr, leave=False)
+        try:
+            for ds in datasets:
+                self.dataset(ds, outcome)
+            self.drain(0)
+        except KeyboardInterrupt:
+            outcome.interrupted = True
+            self.interrupted(datasets)
+        finally:
+            self.pool.shutdown(wait=True, cancel_futures=True)
+            self.bar.close()
+        self.tables(outcome)
+
+    def tables(self, outcome: RunOutcome) -> None:
+        for p in dict.fromkeys(outcome.problems):
+            self.log(f"skipped: {p}")
+        outcome.problems = list(dict.fromkeys(outcome.problems))
+        quality = pd.DataFrame(self.rows, columns=QUALITY_COLUMNS + ["seconds"])
+        quality["psnr"] = pd.to_numeric(quality["psnr"])
+        quality["ssim"] = pd.to_numeric(quality["ssim"])
+        outcome.quality = quality
+        outcome.summary = summarise(quality, self.req.methods)
+        self.store.write_csv("quality.csv", quality)
+        self.store.write_csv("summary.csv", outcome.summary)
+        if outcome.problems:
+            self.store.write_json("problems.json", outcome.problems)
 
 
 def _failed(base: dict[str, Any], exc: BaseException, log: Log) -> dict[str, Any]:
@@ -397,7 +345,7 @@ def _failed(base: dict[str, Any], exc: BaseException, log: Log) -> dict[str, Any
 def _finish(raw: Any, expected: tuple[int, ...], seconds: float, sample: Sample, protocol: Protocol,
             base: dict[str, Any], to_save: set[str], store: RunStore, log: Log) -> dict[str, Any]:
     try:
-        sr, p, q = _evaluate(raw, expected, sample, protocol)
+        sr, p, q = score_output(raw, expected, sample, protocol)
     except Exception as exc:  # a contract breach (shape, dtype, NaN) fails the cell, the run goes on
         return _failed(base, exc, log)
     if sample.image in to_save:

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pandas as pd
 
 from bench.data import sha256_file
 from bench.errors import BenchError, DataError, UsageError
@@ -199,27 +200,19 @@ def valid_loss(lossf: Any, pred: Any, target: Any, crop: int) -> Any:
     return lossf(pred[..., inner, inner], target[..., inner, inner])
 
 
-def evaluate(
-    method: Any, dataset: str, scale: int, *, with_ssim: bool = True
-) -> tuple[float, float, list[tuple[str, float, float]]]:
-    """Mean PSNR/SSIM of `method` on `dataset` at `scale` under the paper protocol, and per-image values."""
-    from bench.data import open_dataset
-    from bench.metrics import gray_to_y, psnr, rgb_to_y, shave
-    from bench.protocol import PROTOCOLS, run_method, score
+def evaluate(method: Any, dataset: str, scale: int) -> tuple[float, float, list[tuple[str, float, float]]]:
+    """Mean PSNR/SSIM of `method` on `dataset` at `scale` under the paper protocol, and per-image values.
 
-    protocol = PROTOCOLS["paper"]
-    rows = []
-    for sample in open_dataset(dataset).samples(scale, min_size=protocol.min_hr_size(scale) // scale + 1):
-        sr = run_method(method, sample.lr, protocol)
-        if with_ssim:
-            p, s = score(sr, sample, protocol)
-        else:
-            y_of = gray_to_y if sample.gray else rgb_to_y
-            p, s = psnr(shave(y_of(sr), scale), shave(y_of(sample.hr), scale)), float("nan")
-        rows.append((sample.image, p, s))
-    if not rows:
+    The evaluation core (`bench.evaluate`) scores it, exactly as `bench run` would.
+    """
+    from bench.evaluate import evaluate as evaluate_core
+
+    df = evaluate_core(method, dataset, scales=[scale])
+    assert isinstance(df, pd.DataFrame)
+    if df.empty:
         raise DataError(f"dataset {dataset} gave no images large enough for x{scale}")
-    return float(np.mean([r[1] for r in rows])), float(np.mean([r[2] for r in rows])), rows
+    rows = [(str(r.image), float(r.psnr), float(r.ssim)) for r in df.itertuples()]
+    return float(df["psnr"].mean()), float(df["ssim"].mean()), rows
 
 
 def _validation_dataset(name: str) -> str:
@@ -498,7 +491,7 @@ def train(
     def validate(step: int) -> float:
         net.eval()
         m = _method_for(method, net, scale, dev)
-        psnr_db, _, _ = evaluate(m, val_dataset, scale, with_ssim=False)
+        psnr_db, _, _ = evaluate(m, val_dataset, scale)
         net.train()
         row = {
             "step": step,
