@@ -80,10 +80,15 @@ def build_parser() -> argparse.ArgumentParser:
 
     ch = sub.add_parser("check", help="compare a run with a committed baseline; exit 3 on regression")
     ch.add_argument("run_dir")
-    ch.add_argument("--baseline", default=None,
-                    help="baseline CSV (default reports/baselines/quality.csv; reports/baselines/sample.csv for sample)")
+    ch.add_argument(
+        "--baseline",
+        default=None,
+        help="baseline CSV (default: each dataset's committed one, sample.csv for sample, else quality.csv)",
+    )
     ch.add_argument("--tolerance", default="psnr=0.01,ssim=0.0005", help="allowed drop per metric")
-    ch.add_argument("--per-image", action="store_true", help="also compare every image (deterministic methods)")
+    ch.add_argument(
+        "--per-image", action="store_true", help="also compare every image (deterministic methods)"
+    )
     ch.add_argument("--update-baseline", action="store_true", help="rewrite the baseline from this run")
 
     tr = sub.add_parser("train", help="train a learned method (weights + model card)")
@@ -97,15 +102,15 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _cmd_list(args: argparse.Namespace) -> int:
-    from bench.data import _manifests, list_datasets
+    from bench.data import dataset_manifests, list_datasets
     from bench.registry import list_methods
 
     if args.what in (None, "methods"):
         print("methods: " + ", ".join(list_methods()) + " (and dir:PATH for stored SR images)")
     if args.what in (None, "datasets"):
-        manifests = _manifests()
+        known = dataset_manifests()
         for name in list_datasets():
-            m = manifests.get(name, {"display": "scikit-image sample images (always available)", "role": "evaluation"})
+            m = known.get(name, {"display": "scikit-image sample images (always available)", "role": "evaluation"})
             print(f"{name:12s} {m.get('role', ''):10s} {m['display']}")
     return EXIT_OK
 
@@ -226,9 +231,21 @@ def _cmd_report(args: argparse.Namespace) -> int:
 
 
 def _cmd_check(args: argparse.Namespace) -> int:
-    from bench.check import run_check
+    from bench.check import check_run, parse_tolerance, update_baseline
 
-    return run_check(args)
+    tolerance = parse_tolerance(args.tolerance)
+    run_dir, baseline = Path(args.run_dir), Path(args.baseline) if args.baseline else None
+    if args.update_baseline:
+        print("\n".join(update_baseline(run_dir, baseline, per_image=args.per_image).lines()))
+        return EXIT_OK
+    result = check_run(run_dir, baseline, tolerance, per_image=args.per_image)
+    print(result.header)
+    if result.table:
+        print(result.table)
+    print(result.summary)
+    if result.advice:
+        print(result.advice, file=sys.stderr)
+    return EXIT_OK if result.passed else EXIT_REGRESSION
 
 
 def _cmd_train(args: argparse.Namespace) -> int:

@@ -1,4 +1,6 @@
-"""The project's error types: every message says what failed, expected vs got, and what to do."""
+"""The project's error types, and the name suggestion its messages use: each says what failed and what to do."""
+
+import difflib
 
 
 class BenchError(Exception):
@@ -23,3 +25,9 @@ class MethodError(BenchError):
 
 class WeightsError(MethodError):
     """A weights file is missing, tampered with, or does not fit its architecture."""
+
+
+def did_you_mean(name: str, known: list[str]) -> str:
+    """`"did you mean 'x'? "` for the closest of `known`, or `""`: the prefix of an unknown-name message."""
+    close = difflib.get_close_matches(name, known, n=1)
+    return f"did you mean {close[0]!r}? " if close else ""

@@ -68,7 +68,13 @@ class ModuleMethod:
     """
 
     def __init__(
-        self, module: Any, *, scale: int, device: str = "cpu", input_range: float = 1.0, name: str | None = None
+        self,
+        module: Any,
+        *,
+        scale: int,
+        device: str = "cpu",
+        input_range: float = 1.0,
+        name: str | None = None,
     ) -> None:
         if not input_range > 0:
             raise UsageError(f"input_range must be positive (1.0 or 255.0), got {input_range}")
@@ -119,7 +125,9 @@ def as_method(
         return ModuleMethod(obj, scale=scale, device=device, input_range=input_range, name=name)
     if isinstance(obj, Method):
         if int(obj.scale) != int(scale):
-            raise UsageError(f"method {obj.name!r} is built for x{obj.scale}, not x{scale}; build one per scale")
+            raise UsageError(
+                f"method {obj.name!r} is built for x{obj.scale}, not x{scale}; build one per scale"
+            )
         return obj
     if callable(obj):
         return CallableMethod(obj, scale=scale, name=name)
@@ -163,7 +171,9 @@ def infer(method: Any, sample: Sample, protocol: Protocol) -> tuple[Any, tuple[i
     return raw, expected, time.perf_counter() - t0
 
 
-def score_output(raw: Any, expected: tuple[int, ...], sample: Sample, protocol: Protocol) -> tuple[np.ndarray, float, float]:
+def score_output(
+    raw: Any, expected: tuple[int, ...], sample: Sample, protocol: Protocol
+) -> tuple[np.ndarray, float, float]:
     """Check the contract, round to uint8 (protocol step 3) and score: (sr, PSNR dB, SSIM)."""
     sr = to_uint8(check_output(raw, expected))
     p, q = protocol.score(sr, sample)

@@ -158,6 +158,25 @@ def measure_latency(
     finally:
         torch.set_num_threads(old_threads)
 
+    timing = {"times_ns": times_ns, "device_ms": device_ms, "warmup": n_warm, "threads": threads,
+              "peak_mb": peak_mb, "on_cuda": on_cuda}  # fmt: skip
+    return _latency_row(method, device, (h, w), (out_h, out_w), batch, timing)
+
+
+def _latency_row(
+    method: Method,
+    device: str,
+    lr_hw: tuple[int, int],
+    out_hw: tuple[int, int],
+    batch: int,
+    t: dict[str, Any],
+) -> dict[str, Any]:
+    """One latency.csv row from the timed rounds `t` of `measure_latency`."""
+    import torch
+
+    (h, w), (out_h, out_w) = lr_hw, out_hw
+    times_ns, device_ms, on_cuda = t["times_ns"], t["device_ms"], t["on_cuda"]
+    n_warm, threads, peak_mb = t["warmup"], t["threads"], t["peak_mb"]
     ms = np.asarray(times_ns, dtype=np.float64) / 1e6
     q1, median, q3 = np.percentile(ms, [25, 50, 75])
     info = method.info()

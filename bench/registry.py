@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import difflib
 import fnmatch
 import importlib
 from collections.abc import Callable
@@ -10,7 +9,7 @@ from importlib.metadata import entry_points
 from typing import Any
 
 from bench.api import Method
-from bench.errors import BenchError, MethodError, UsageError
+from bench.errors import BenchError, MethodError, UsageError, did_you_mean
 
 __all__ = [
     "MethodFactory",
@@ -64,11 +63,6 @@ def _lazy_entry_point(ep: Any) -> MethodFactory:
         return real(**kw)
 
     return factory
-
-
-def did_you_mean(name: str, known: list[str]) -> str:
-    close = difflib.get_close_matches(name, known, n=1)
-    return f"did you mean {close[0]!r}? " if close else ""
 
 
 def list_methods(pattern: str = "*", *, sort: bool = True) -> list[str]:

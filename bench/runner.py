@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from bench.data import Dataset, Sample, open_dataset
+from bench.data import Dataset, Sample, atomic_write_png, open_dataset
 from bench.errors import BenchError, DataError
 from bench.evaluate import big_enough, infer, row_base, score_output, summarise
 from bench.protocol import Protocol, get_protocol
@@ -121,9 +121,7 @@ def _safe_name(name: str) -> str:
 
 
 def _save_png(path: Path, img: np.ndarray) -> None:
-    from bench.data import _atomic_write_png
-
-    _atomic_write_png(path, img)
+    atomic_write_png(path, img)
 
 
 OOM_TILE = 128  # LR pixels per tile when a whole image does not fit in memory

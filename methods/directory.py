@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 
 from bench.api import MethodInfo, SampleRef
-from bench.data import IMAGE_SUFFIXES, load_rgb
+from bench.data import IMAGE_SUFFIXES, dataset_manifests, load_rgb
 from bench.errors import MethodError, UsageError
 
 # accepted names for image <name> at scale <s>, looked up in PATH/<dataset>/x<s>/ then PATH/<dataset>/
@@ -36,10 +36,8 @@ class StoredOutputs:
         self.device = "cpu"
 
     def find(self, ref: SampleRef) -> Path:
-        from bench.data import _manifests
-
         folder_names = [ref.dataset]
-        m = _manifests().get(ref.dataset)
+        m = dataset_manifests().get(ref.dataset)
         if m:
             folder_names.append(m["folder"])
         tried = []

@@ -106,10 +106,10 @@ def tiny_manifest(monkeypatch, tmp_path, shared_datasets):  # type: ignore[no-un
         f'[[sources]]\nurl = "https://example.org/{TINY_URL_PATH}"\nformat = "zip"\nprefix = "Tiny_HR/"\n'
         f'sha256 = "{hashlib.sha256(archive).hexdigest()}"\n\n' + files
     )
-    monkeypatch.setattr(bench.data, "MANIFEST_DIR", mdir)
-    bench.data._manifests.cache_clear()
+    monkeypatch.setattr(bench.data.manifests, "MANIFEST_DIR", mdir)
+    bench.data.manifests.dataset_manifests.cache_clear()
     yield archive
-    bench.data._manifests.cache_clear()
+    bench.data.manifests.dataset_manifests.cache_clear()
 
 
 # ----------------------------------------------------------------------------------------- success
@@ -266,10 +266,10 @@ def test_fetch_unsafe_zip_member_is_refused(dl_env, tiny_manifest, tmp_path, mon
         zf.writestr(info, "/etc/passwd" if "link" in reason else "evil")
     data = buf.getvalue()
     # the manifest's archive sha256 must match, or pooch stops it before extraction
-    toml = bench.data.MANIFEST_DIR / "tiny.toml"
+    toml = bench.data.manifests.MANIFEST_DIR / "tiny.toml"
     toml.write_text(toml.read_text().replace(hashlib.sha256(tiny_manifest).hexdigest(),
                                              hashlib.sha256(data).hexdigest()))
-    bench.data._manifests.cache_clear()
+    bench.data.manifests.dataset_manifests.cache_clear()
     _serve(dl_env, TINY_URL_PATH, data)
     with pytest.raises(DataError) as err:
         open_dataset("tiny")
@@ -385,7 +385,7 @@ def test_fetch_read_only_cache_during_extraction_names_the_folder(dl_env, shared
     def refuse(*args, **kwargs):  # type: ignore[no-untyped-def]
         raise OSError(errno.EROFS, os.strerror(errno.EROFS))
 
-    monkeypatch.setattr(bench.data.tempfile, "mkdtemp", refuse)
+    monkeypatch.setattr(sys.modules["bench.data.fetch"].tempfile, "mkdtemp", refuse)
     with pytest.raises(DataError) as err:
         fetch("set5")
     assert f"cannot write to the cache folder {tmp_path / 'cache'}" in str(err.value)

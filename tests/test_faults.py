@@ -431,9 +431,21 @@ def test_concurrent_lr_cache_writers_do_not_corrupt_it(tmp_path):
         t.join()
     assert not errors and len(results) == 30
     assert all(np.array_equal(r, expected) for r in results)
-    cached = list((tmp_path / "cache" / "lr").iterdir())
-    assert [p.suffix for p in cached] == [".png"]  # one file, no temp files left
+    cached = sorted((tmp_path / "cache" / "lr").iterdir())
+    assert [p.suffix for p in cached] == [".png", ".sha256"]  # the image and its hash, no temp files left
     assert np.array_equal(load_rgb(cached[0])[0], expected)
+
+
+def test_lr_cache_replaced_by_another_png_is_recomputed(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SRBENCH_CACHE", str(tmp_path / "cache"))
+    rng = np.random.default_rng(3)
+    hr = rng.integers(0, 256, (48, 64, 3), dtype=np.uint8)
+    expected = make_lr(hr, 4, "abc")
+    (png,) = (tmp_path / "cache" / "lr").glob("*.png")
+    Image.fromarray(np.zeros_like(expected)).save(png)  # a valid PNG of the right size, wrong pixels
+    again = make_lr(hr, 4, "abc")
+    assert np.array_equal(again, expected)
+    assert np.array_equal(load_rgb(png)[0], expected)  # and the cache entry was rewritten
 
 
 # ----------------------------------------------------------------------------------------- weights

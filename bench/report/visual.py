@@ -221,6 +221,31 @@ def check_crop(run: Run, crop: CropSpec) -> None:
         )
 
 
+def _requested_crop(
+    run: Run, colors: dict[str, str], fig_dir: Path, crop: CropSpec, loader: HrLoader
+) -> FigureRef:
+    """The figure `--crop` asked for: that image, at the given window or the one chosen automatically."""
+    check_crop(run, crop)
+    try:
+        hr, srs = _load(run, crop.dataset, crop.scale, crop.image, loader)
+    except BenchError:
+        raise
+    except Exception as exc:  # the loader is user-supplied: report any failure as one line
+        raise DataError(f"cannot load HR {crop.dataset}/{crop.image} for --crop: {exc}") from exc
+    size = min(crop.size, hr.shape[0], hr.shape[1])
+    if crop.y is None or crop.x is None:
+        y, x, _ = choose_crop(disagreement_map(list(srs.values()), hr), size, margin=crop.scale)
+        chosen = "chosen where the methods differ most"
+    else:
+        if crop.y + size > hr.shape[0] or crop.x + size > hr.shape[1]:
+            raise UsageError(
+                f"--crop window y={crop.y}, x={crop.x}, size={size} does not fit the "
+                f"{hr.shape[1]}x{hr.shape[0]} HR image"
+            )
+        y, x, chosen = crop.y, crop.x, "as requested"
+    return _draw(run, colors, fig_dir, crop.dataset, crop.scale, crop.image, hr, srs, (y, x, size), chosen)
+
+
 def visual_comparisons(
     run: Run,
     colors: dict[str, str],
@@ -240,28 +265,7 @@ def visual_comparisons(
     figures: list[FigureRef] = []
     notes: list[str] = []
     if crop is not None:
-        check_crop(run, crop)
-        try:
-            hr, srs = _load(run, crop.dataset, crop.scale, crop.image, loader)
-        except BenchError:
-            raise
-        except Exception as exc:  # the loader is user-supplied: report any failure as one line
-            raise DataError(f"cannot load HR {crop.dataset}/{crop.image} for --crop: {exc}") from exc
-        size = min(crop.size, hr.shape[0], hr.shape[1])
-        if crop.y is None or crop.x is None:
-            y, x, _ = choose_crop(disagreement_map(list(srs.values()), hr), size, margin=crop.scale)
-            chosen = "chosen where the methods differ most"
-        else:
-            if crop.y + size > hr.shape[0] or crop.x + size > hr.shape[1]:
-                raise UsageError(
-                    f"--crop window y={crop.y}, x={crop.x}, size={size} does not fit the "
-                    f"{hr.shape[1]}x{hr.shape[0]} HR image"
-                )
-            y, x, chosen = crop.y, crop.x, "as requested"
-        figures.append(
-            _draw(run, colors, fig_dir, crop.dataset, crop.scale, crop.image, hr, srs, (y, x, size), chosen)
-        )
-        return figures, notes
+        return [_requested_crop(run, colors, fig_dir, crop, loader)], notes
 
     if not (run.path / "images").is_dir():
         notes.append(

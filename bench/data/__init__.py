@@ -1,0 +1,49 @@
+"""The data layer, in the style of pooch: environment (`paths`), manifests, downloads (`fetch`), image
+files (`images`) and datasets (`dataset`). Import from here; the submodules are the implementation."""
+
+from bench.data.dataset import LAYOUTS, SAMPLE_FILES, Dataset, open_dataset
+from bench.data.fetch import OFFLINE_FIX, fetch, retrieve
+from bench.data.images import (
+    IMAGE_SUFFIXES,
+    HRImage,
+    ImageProblem,
+    Sample,
+    atomic_write_png,
+    is_image_file,
+    load_rgb,
+    make_lr,
+    modcrop,
+    pixels_sha256,
+    sha256_file,
+)
+from bench.data.manifests import MANIFEST_DIR, canonical_name, dataset_manifests, list_datasets
+from bench.data.paths import cache_dir, data_paths, offline, weights_paths
+
+__all__ = [
+    "Dataset",
+    "HRImage",
+    "Sample",
+    "ImageProblem",
+    "open_dataset",
+    "list_datasets",
+    "dataset_manifests",
+    "canonical_name",
+    "fetch",
+    "retrieve",
+    "load_rgb",
+    "modcrop",
+    "make_lr",
+    "atomic_write_png",
+    "is_image_file",
+    "sha256_file",
+    "pixels_sha256",
+    "cache_dir",
+    "data_paths",
+    "weights_paths",
+    "offline",
+    "MANIFEST_DIR",
+    "IMAGE_SUFFIXES",
+    "SAMPLE_FILES",
+    "LAYOUTS",
+    "OFFLINE_FIX",
+]
