@@ -23,13 +23,23 @@ def _csv(text: str) -> list[str]:
     return [t.strip() for t in text.split(",") if t.strip()]
 
 
+def _unique(values: list, what: str) -> list:  # type: ignore[type-arg]
+    """`values` without repeats; a repeat is a note on stderr (counting an image twice skews every mean)."""
+    out = list(dict.fromkeys(values))
+    if len(out) < len(values):
+        print(f"note: repeated {what} removed; each runs once", file=sys.stderr)
+    return out
+
+
 def _scales(text: str) -> list[int]:
     out = []
     for t in _csv(text):
         if not t.isdigit() or not 2 <= int(t) <= 8:
             raise UsageError(f"unsupported scale {t!r}; scales are integers 2..8, e.g. --scales 2,3,4")
         out.append(int(t))
-    return out
+    if not out:
+        raise UsageError("no scales given; use e.g. --scales 2,3,4")
+    return _unique(out, "scales")
 
 
 def _sizes(text: str) -> list[tuple[int, int]]:
@@ -37,7 +47,9 @@ def _sizes(text: str) -> list[tuple[int, int]]:
     for t in _csv(text):
         w, _, h = t.lower().partition("x")
         if not (w.isdigit() and h.isdigit()) or int(w) < 1 or int(h) < 1:
-            raise UsageError(f"bad size {t!r}; give WIDTHxHEIGHT of the HR output, e.g. --sizes 1280x720,1920x1080")
+            raise UsageError(
+                f"bad size {t!r}; give WIDTHxHEIGHT of the HR output, e.g. --sizes 1280x720,1920x1080"
+            )
         out.append((int(h), int(w)))
     return out
 
@@ -50,33 +62,57 @@ def build_parser() -> argparse.ArgumentParser:
     ls = sub.add_parser("list", help="list methods or datasets")
     ls.add_argument("what", nargs="?", choices=["methods", "datasets"], default=None)
 
-    fe = sub.add_parser("fetch", help="download and verify datasets into the cache")
-    fe.add_argument("names", nargs="+")
+    fe = sub.add_parser("fetch", help="download and verify datasets or model weights into the cache")
+    fe.add_argument("names", nargs="*", help="dataset or method names")
+    fe.add_argument("--all-weights", action="store_true", help="also every published model's weights")
 
     r = sub.add_parser("run", help="benchmark methods on datasets")
-    r.add_argument("--methods", default=None, help="'all' (default) or comma-separated names (dir:PATH for stored outputs)")
+    r.add_argument(
+        "--methods",
+        default=None,
+        help="'all' (default) or comma-separated names (dir:PATH for stored outputs)",
+    )
     r.add_argument("--datasets", default=None, help="comma-separated names or folders (default set5,set14)")
     r.add_argument("--scales", default=None, help="comma-separated integers (default 2,3,4)")
-    r.add_argument("--pass", dest="passes", default=None, help="quality, latency or both (default quality,latency)")
+    r.add_argument(
+        "--pass", dest="passes", default=None, help="quality, latency or both (default quality,latency)"
+    )
     r.add_argument("--protocol", default=None, help="paper (default), legacy-y, rgb, ntire")
     r.add_argument("--channel", default=None, choices=["y", "rgb"], help="override the protocol's channel")
     r.add_argument("--shave", default=None, help="override the border: an integer, 'scale' or 'scale+N'")
     r.add_argument("--device", default=None, help="auto (default), cpu or cuda")
-    r.add_argument("--sizes", default=None, help="latency: HR output sizes WxH, comma-separated (default 1280x720)")
+    r.add_argument(
+        "--sizes", default=None, help="latency: HR output sizes WxH, comma-separated (default 1280x720)"
+    )
     r.add_argument("--out", default=None, help="run folder (default reports/runs/<timestamp>)")
-    r.add_argument("--save-images", default="some", choices=["none", "some", "all"],
-                   help="SR images to keep for the visual comparison (some: 2 per dataset and scale)")
+    r.add_argument(
+        "--save-images",
+        default="some",
+        choices=["none", "some", "all"],
+        help="SR images to keep for the visual comparison (some: 2 per dataset and scale)",
+    )
     r.add_argument("--no-report", action="store_true", help="skip report.md/report.html")
-    r.add_argument("--resume", default=None, metavar="RUN_DIR",
-                   help="continue a run: compute only missing cells (options not given are taken from its config.json)")
+    r.add_argument(
+        "--resume",
+        default=None,
+        metavar="RUN_DIR",
+        help="continue a run: compute only missing cells (options not given are taken from its config.json)",
+    )
+    r.add_argument(
+        "--force", action="store_true", help="replace the run already in --out (its rows are lost)"
+    )
     r.add_argument("--no-progress", action="store_true")
 
     rep = sub.add_parser("report", help="(re)write report.md/report.html of a run folder")
     rep.add_argument("run_dir")
     rep.add_argument("--crop", default=None, help="DATASET/IMAGE/xS@Y,X,SIZE for the visual comparison")
-    rep.add_argument("--index", default=None, metavar="PATH",
-                     help="also write report.md to PATH with its figure links made relative to PATH "
-                          "(e.g. reports/README.md for the repository's reference report)")
+    rep.add_argument(
+        "--index",
+        default=None,
+        metavar="PATH",
+        help="also write report.md to PATH with its figure links made relative to PATH "
+        "(e.g. reports/README.md for the repository's reference report)",
+    )
 
     ch = sub.add_parser("check", help="compare a run with a committed baseline; exit 3 on regression")
     ch.add_argument("run_dir")
@@ -91,34 +127,52 @@ def build_parser() -> argparse.ArgumentParser:
     )
     ch.add_argument("--update-baseline", action="store_true", help="rewrite the baseline from this run")
 
-    tr = sub.add_parser("train", help="train a learned method (weights + model card)")
-    try:
-        from bench.train import add_train_arguments
+    from bench.train import add_train_arguments  # torch-free: torch is imported when training starts
 
-        add_train_arguments(tr)
-    except ImportError:  # training needs torch; the rest of the CLI does not
-        tr.add_argument("method")
+    add_train_arguments(sub.add_parser("train", help="train a learned method (weights + model card)"))
     return p
 
 
 def _cmd_list(args: argparse.Namespace) -> int:
     from bench.data import dataset_manifests, list_datasets
-    from bench.registry import list_methods
+    from bench.registry import list_methods, method_groups
 
     if args.what in (None, "methods"):
-        print("methods: " + ", ".join(list_methods()) + " (and dir:PATH for stored SR images)")
+        print(_methods_table(list_methods(sort=False)))
+        print("(and dir:PATH for stored SR images; groups: " + ", ".join(method_groups()) + ")\n")
     if args.what in (None, "datasets"):
         known = dataset_manifests()
         for name in list_datasets():
-            m = known.get(name, {"display": "scikit-image sample images (always available)", "role": "evaluation"})
+            m = known.get(
+                name, {"display": "scikit-image sample images (always available)", "role": "evaluation"}
+            )
             print(f"{name:12s} {m.get('role', ''):10s} {m['display']}")
     return EXIT_OK
 
 
-def _cmd_fetch(args: argparse.Namespace) -> int:
-    from bench.data import open_dataset
+def _methods_table(names: list[str]) -> str:
+    import pandas as pd
 
-    for name in args.names:
+    from bench.registry import describe_method
+
+    rows = [{"method": n, **describe_method(n)} for n in names]
+    return pd.DataFrame(rows).fillna("").to_string(index=False)
+
+
+def _cmd_fetch(args: argparse.Namespace) -> int:
+    from bench.data import canonical_name, open_dataset
+    from bench.registry import fetch_method_weights, method_groups
+
+    names = list(args.names) + (method_groups()["zoo"] if args.all_weights else [])
+    if not names:
+        raise UsageError(
+            "nothing to fetch; name datasets or methods (e.g. 'fetch set5 imdn') or pass --all-weights"
+        )
+    for name in dict.fromkeys(names):
+        files = fetch_method_weights(name) if canonical_name(name) is None else None
+        if files is not None:
+            print(f"{name}: {len(files)} weights file(s) verified ({', '.join(files)})")
+            continue
         ds = open_dataset(name)
         n = sum(1 for _ in ds.images())  # decodes and verifies every file
         print(f"{name}: {n} images verified ({ds.origin}: {ds.files[0][1].parent})")
@@ -126,12 +180,22 @@ def _cmd_fetch(args: argparse.Namespace) -> int:
 
 
 def _method_list(text: str) -> list[str]:
-    from bench.registry import list_methods
+    """Methods named on the command line, groups expanded; notes (skips, duplicates) go to stderr.
+
+    An explicitly named method that cannot run here (weights not available offline) is a usage error.
+    """
+    from bench.registry import expand_methods, method_groups, why_unavailable
 
     names = _csv(text)
-    if names == ["all"]:
-        return list_methods(sort=False)
-    return names
+    groups = method_groups()
+    for name in names:
+        reason = why_unavailable(name) if name not in groups else None
+        if reason is not None:
+            raise UsageError(reason)
+    methods, notes = expand_methods(names)
+    for note in notes:
+        print(note, file=sys.stderr)
+    return methods
 
 
 def _resume_request(args: argparse.Namespace) -> dict:
@@ -142,11 +206,21 @@ def _resume_request(args: argparse.Namespace) -> dict:
 
     path = Path(args.resume) / "config.json"
     if not Path(args.resume).is_dir():
-        raise UsageError(f"--resume {args.resume}: no such run folder; give the --out folder of an earlier run")
+        raise UsageError(
+            f"--resume {args.resume}: no such run folder; give the --out folder of an earlier run"
+        )
     try:
-        return dict(json.loads(path.read_text()).get("request", {}))
-    except (OSError, ValueError):
-        return {}
+        config = json.loads(path.read_text())
+        request = config["request"]
+        if not isinstance(request, dict):
+            raise TypeError("'request' is not an object")
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        # never fall back to defaults: that would run another benchmark into the user's folder
+        raise UsageError(
+            f"--resume {args.resume}: cannot read the run's request from {path} ({type(exc).__name__}: {exc}); "
+            f"restore config.json or start a new run with --out"
+        ) from None
+    return dict(request)
 
 
 def _cmd_run(args: argparse.Namespace, argv: list[str]) -> int:
@@ -155,7 +229,11 @@ def _cmd_run(args: argparse.Namespace, argv: list[str]) -> int:
 
     saved = _resume_request(args)
     pick = lambda flag, key, default: flag if flag is not None else saved.get(key, default)  # noqa: E731
-    methods = _method_list(args.methods) if args.methods is not None else saved.get("methods") or _method_list("all")
+    methods = (
+        _method_list(args.methods)
+        if args.methods is not None
+        else saved.get("methods") or _method_list("all")
+    )
     if not methods:
         raise UsageError("no methods given; use --methods all or e.g. --methods bicubic,srcnn")
     known = list_methods()
@@ -166,7 +244,9 @@ def _cmd_run(args: argparse.Namespace, argv: list[str]) -> int:
     out = Path(args.resume or args.out or Path("reports/runs") / datetime.now(UTC).strftime("%Y%m%d-%H%M%S"))
     req = RunRequest(
         methods=methods,
-        datasets=_csv(args.datasets) if args.datasets else saved.get("datasets", list(DEFAULT_DATASETS)),
+        datasets=_unique(_csv(args.datasets), "datasets")
+        if args.datasets
+        else saved.get("datasets", list(DEFAULT_DATASETS)),
         datasets_defaulted=args.datasets is None and saved.get("datasets_defaulted", True),
         scales=_scales(args.scales) if args.scales is not None else saved.get("scales", [2, 3, 4]),
         passes=passes,
@@ -175,27 +255,49 @@ def _cmd_run(args: argparse.Namespace, argv: list[str]) -> int:
         shave=pick(args.shave, "shave", None),
         device=str(pick(args.device, "device", "auto")),
         out=out,
-        sizes=_sizes(args.sizes) if args.sizes is not None else [tuple(x) for x in saved.get("sizes", [(720, 1280)])],
+        sizes=_sizes(args.sizes)
+        if args.sizes is not None
+        else [tuple(x) for x in saved.get("sizes", [(720, 1280)])],
         save_images=args.save_images,
         report=not args.no_report,
         resume=args.resume is not None,
+        force=args.force,
         command="python -m bench " + " ".join(shlex.quote(a) for a in argv),
     )
     outcome = run(req, progress=not args.no_progress and sys.stderr.isatty())
     if not outcome.summary.empty:
         print(_summary_table(outcome.summary))
     if outcome.latency is not None and not outcome.latency.empty:
-        cols = ["method", "scale", "device", "output_w", "output_h", "median_ms", "iqr_ms", "mpix_per_s", "rounds"]
-        print(outcome.latency[[c for c in cols if c in outcome.latency]].to_string(index=False, float_format="%.2f"))
+        cols = [
+            "method",
+            "scale",
+            "device",
+            "output_w",
+            "output_h",
+            "median_ms",
+            "iqr_ms",
+            "mpix_per_s",
+            "rounds",
+        ]
+        print(
+            outcome.latency[[c for c in cols if c in outcome.latency]].to_string(
+                index=False, float_format="%.2f"
+            )
+        )
     print(f"results: {out}")
     if outcome.interrupted:
-        print(f"interrupted: rows computed so far are saved; continue with 'python -m bench run ... --resume {out}'",
-              file=sys.stderr)
+        print(
+            f"interrupted: rows computed so far are saved; continue with 'python -m bench run ... --resume {out}'",
+            file=sys.stderr,
+        )
         return 130
     if outcome.failed:
         n_fail = int((outcome.quality["status"] == "failed").sum()) if not outcome.quality.empty else 0
-        print(f"error: {len(outcome.problems)} image(s) skipped and {n_fail} scoring(s) failed; see the lines "
-              f"above and {out}/quality.csv", file=sys.stderr)
+        print(
+            f"error: {len(outcome.problems)} image(s) skipped and {n_fail} scoring(s) failed; see the lines "
+            f"above and {out}/quality.csv",
+            file=sys.stderr,
+        )
         return EXIT_ERROR
     return EXIT_OK
 
@@ -204,7 +306,9 @@ def _summary_table(summary: object) -> str:
     import pandas as pd
 
     df = summary if isinstance(summary, pd.DataFrame) else pd.DataFrame(summary)
-    cell = df.apply(lambda r: "failed" if r["status"] != "ok" else f"{r['psnr']:.2f} / {r['ssim']:.4f}", axis=1)
+    cell = df.apply(
+        lambda r: "failed" if r["status"] != "ok" else f"{r['psnr']:.2f} / {r['ssim']:.4f}", axis=1
+    )
     table = df.assign(cell=cell, col=df["dataset"] + " x" + df["scale"].astype(str))
     pivot = table.pivot_table(index="method", columns="col", values="cell", aggfunc="first", sort=False)
     pivot = pivot.reindex(columns=list(dict.fromkeys(table["col"])))
@@ -217,7 +321,9 @@ def _cmd_report(args: argparse.Namespace) -> int:
 
     run_dir = Path(args.run_dir)
     if not (run_dir / "quality.csv").is_file() and not (run_dir / "summary.csv").is_file():
-        raise UsageError(f"{run_dir} is not a run folder (no quality.csv); give the --out folder of a 'bench run'")
+        raise UsageError(
+            f"{run_dir} is not a run folder (no quality.csv); give the --out folder of a 'bench run'"
+        )
     paths = write_report(run_dir, crop=args.crop)
     for p in paths.values():
         print(p)

@@ -340,36 +340,45 @@ def latency_pass(
     device: str = "cpu",
     sizes: Sequence[tuple[int, int]] = DEFAULT_SIZES,
     progress: bool = True,
+    log: Callable[[str], None] | None = None,
     **measure_kw: Any,
-) -> Any:
-    """Measure every (method, scale, size) one at a time; a pandas DataFrame in LATENCY_COLUMNS order.
+) -> tuple[Any, dict[tuple[str, int], dict[str, Any]]]:
+    """Measure every (method, scale, size) one at a time: (DataFrame in LATENCY_COLUMNS order, infos).
 
     `sizes` are HR output (h, w); the LR input is ceil(size / scale). Methods that only look stored
     outputs up (`needs_ref`) have nothing to time and are skipped. Each method is built, measured
     at every size and released before the next one, so nothing else runs while a method is timed.
-    `measure_kw` goes to `measure_latency` (min_rounds, min_time_s, threads, batch, ...).
-    Raises what `create_method` raises for unknown names or unsupported scales.
+    A method that fails to build or to run loses its rows only (reported through `log`); the pass
+    goes on. `infos` maps (method, scale) to its `MethodInfo.as_row()`. `measure_kw` goes to
+    `measure_latency` (min_rounds, min_time_s, threads, batch, ...).
     """
     import pandas as pd
 
     from bench.registry import create_method
 
     scales = list(scales)
-    rows = []
-    total = len(method_names) * len(scales)
-    with _progress(total, progress, "latency") as bar:
+    rows: list[dict[str, Any]] = []
+    infos: dict[tuple[str, int], dict[str, Any]] = {}
+    with _progress(len(method_names) * len(scales), progress, "latency") as bar:
         for name in method_names:
             for scale in scales:
                 if bar is not None:
                     bar.set_postfix_str(f"{name} x{scale}")
-                method = create_method(name, scale=scale, device=device)
-                if not getattr(method, "needs_ref", False):
-                    for size in sizes:
-                        rows.append(measure_latency(method, lr_shape=lr_shape_for(size, scale), **measure_kw))
-                del method  # released before the next one is built (reference counting frees it)
+                try:
+                    method = create_method(name, scale=scale, device=device)
+                    infos[(name, scale)] = method.info().as_row()
+                    if not getattr(method, "needs_ref", False):
+                        for size in sizes:
+                            rows.append(
+                                measure_latency(method, lr_shape=lr_shape_for(size, scale), **measure_kw)
+                            )
+                    del method  # released before the next one is built (reference counting frees it)
+                except (Exception, MemoryError) as exc:  # noqa: BLE001 - one method's failure is its own
+                    if log is not None:
+                        log(f"failed: latency of {name} x{scale}: {type(exc).__name__}: {str(exc)[:300]}")
                 if bar is not None:
                     bar.update(1)
-    return pd.DataFrame(rows, columns=LATENCY_COLUMNS)
+    return pd.DataFrame(rows, columns=LATENCY_COLUMNS), infos
 
 
 def methods_table(method_names: Sequence[str], scales: Iterable[int], device: str = "cpu") -> Any:

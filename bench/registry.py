@@ -17,6 +17,11 @@ __all__ = [
     "create_method",
     "list_methods",
     "resolve_device",
+    "expand_methods",
+    "why_unavailable",
+    "fetch_method_weights",
+    "describe_method",
+    "method_groups",
     "did_you_mean",
     "ENTRY_POINT_GROUP",
 ]
@@ -28,25 +33,32 @@ PrefixFactory = Callable[..., Method]
 
 _METHODS: dict[str, MethodFactory] = {}
 _PREFIXES: dict[str, PrefixFactory] = {}
+_GROUPS: dict[str, list[str]] = {}
+_unavailable: Callable[[str], str | None] = lambda name: None  # noqa: E731
+_builtin: Any = None  # the `methods` package, once loaded
 _loaded = False
 
 
 def register_method(name: str, factory: MethodFactory, *, replace: bool = False) -> None:
     """Register `factory` under `name`; an existing name is an error unless `replace=True`."""
     if name in _METHODS and _METHODS[name] is not factory and not replace:
-        raise UsageError(f"method name {name!r} is already registered; pick another name or pass replace=True")
+        raise UsageError(
+            f"method name {name!r} is already registered; pick another name or pass replace=True"
+        )
     _METHODS[name] = factory
 
 
 def _load() -> None:
-    global _loaded
+    global _loaded, _unavailable, _builtin
     if _loaded:
         return
     _loaded = True
-    builtin = importlib.import_module("methods")
+    builtin = _builtin = importlib.import_module("methods")
     for name, factory in builtin.BUILTIN_METHODS.items():
         register_method(name, factory)
     _PREFIXES.update(builtin.PREFIX_METHODS)
+    _GROUPS.update(builtin.METHOD_GROUPS)
+    _unavailable = builtin.unavailable
     for ep in entry_points(group=ENTRY_POINT_GROUP):
         if ep.name in _METHODS:
             # never silently overwrite: a third-party name colliding with a built-in is skipped
@@ -70,6 +82,61 @@ def list_methods(pattern: str = "*", *, sort: bool = True) -> list[str]:
     _load()
     names = [n for n in _METHODS if fnmatch.fnmatch(n, pattern)]
     return sorted(names) if sort else names
+
+
+def method_groups() -> dict[str, list[str]]:
+    """Group name -> its methods, in order (`all`: every built-in method, then third-party ones)."""
+    _load()
+    groups = {k: list(v) for k, v in _GROUPS.items()}
+    builtin = set(groups.get("all", []))
+    groups["all"] = [*groups.get("all", []), *(n for n in _METHODS if n not in builtin)]
+    return groups
+
+
+def why_unavailable(name: str) -> str | None:
+    """Why built-in method `name` cannot run here (e.g. its weights cannot be had offline), or None."""
+    _load()
+    return _unavailable(name)
+
+
+def fetch_method_weights(name: str) -> list[str] | None:
+    """Download and verify the weights of built-in method `name` (the local files); None when it has none."""
+    _load()
+    result: list[str] | None = _builtin.fetch_weights(name)
+    return result
+
+
+def describe_method(name: str) -> dict[str, str]:
+    """Kind, scales, parameters, training data, licence and weights status of a method, for `bench list`."""
+    _load()
+    if name not in _METHODS or _builtin is None or name not in _builtin.BUILTIN_METHODS:
+        return {"kind": "plugin"}
+    result: dict[str, str] = _builtin.describe(name)
+    return result
+
+
+def expand_methods(names: list[str]) -> tuple[list[str], list[str]]:
+    """Expand group names (`all`, `zoo`, ...) and drop duplicates: (methods in order, notes for the user).
+
+    A method that came in through a group and cannot run here (its weights cannot be had offline) is
+    left out with a note; named explicitly, it stays, and building it reports the error.
+    """
+    groups = method_groups()
+    out: list[str] = []
+    notes: list[str] = []
+    for name in names:
+        members = groups.get(name)
+        for member in members if members is not None else [name]:
+            if member in out:
+                if members is None:
+                    notes.append(f"note: method {member} is listed twice; it runs once")
+                continue
+            reason = _unavailable(member) if members is not None else None
+            if reason is not None:
+                notes.append(f"warning: skipped {reason}")
+                continue
+            out.append(member)
+    return out, notes
 
 
 def resolve_device(device: str) -> str:

@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 
 from bench.data import Dataset, Sample, atomic_write_png, open_dataset
-from bench.errors import BenchError, DataError
+from bench.errors import BenchError, DataError, UsageError
 from bench.evaluate import big_enough, infer, row_base, score_output, summarise
 from bench.protocol import Protocol, get_protocol
 from bench.registry import create_method, resolve_device
@@ -46,6 +46,7 @@ class RunRequest:
     save_images: str = "some"  # none | some | all
     report: bool = True
     resume: bool = False
+    force: bool = False  # replace the run already in `out`
     command: str = ""
     datasets_defaulted: bool = False
 
@@ -62,7 +63,9 @@ class RunOutcome:
 
     @property
     def failed(self) -> bool:
-        return bool(self.problems) or bool((self.quality.get("status", pd.Series(dtype=str)) == "failed").any())
+        return bool(self.problems) or bool(
+            (self.quality.get("status", pd.Series(dtype=str)) == "failed").any()
+        )
 
 
 Log = Callable[[str], None]
@@ -75,8 +78,15 @@ def _stderr(msg: str) -> None:
 def _row_key(row: dict[str, Any]) -> tuple[Any, ...]:
     # a row is reusable when the method (and its weights), the image bytes, the scale and the protocol match;
     # the image name too: two files with the same bytes are two rows
-    return (row["method"], row.get("weights_sha256") or "", row["dataset"], row["image"], row["image_sha256"],
-            int(row["scale"]), row["protocol"])
+    return (
+        row["method"],
+        row.get("weights_sha256") or "",
+        row["dataset"],
+        row["image"],
+        row["image_sha256"],
+        int(row["scale"]),
+        row["protocol"],
+    )
 
 
 def _resolve_datasets(req: RunRequest, log: Log) -> tuple[list[Dataset], list[str]]:
@@ -89,8 +99,10 @@ def _resolve_datasets(req: RunRequest, log: Log) -> tuple[list[Dataset], list[st
             except DataError as exc:
                 missing.append((name, exc))
         if not found:
-            msg = (f"warning: none of {', '.join(req.datasets)} is available ({missing[0][1]}); "
-                   f"running on the built-in 'sample' images instead")
+            msg = (
+                f"warning: none of {', '.join(req.datasets)} is available ({missing[0][1]}); "
+                f"running on the built-in 'sample' images instead"
+            )
             log(msg)
             return [open_dataset("sample")], [msg]
         for name, err in missing:
@@ -129,12 +141,16 @@ OOM_TILE = 128  # LR pixels per tile when a whole image does not fit in memory
 
 def _is_oom(exc: BaseException) -> bool:
     # numpy raises MemoryError; torch raises OutOfMemoryError (CUDA) or RuntimeError (CPU allocator)
-    return isinstance(exc, MemoryError) or type(exc).__name__ == "OutOfMemoryError" or (
-        isinstance(exc, RuntimeError) and "can't allocate memory" in str(exc))
+    return (
+        isinstance(exc, MemoryError)
+        or type(exc).__name__ == "OutOfMemoryError"
+        or (isinstance(exc, RuntimeError) and "can't allocate memory" in str(exc))
+    )
 
 
-def _upscale_or_tile(method: Any, sample: Sample, protocol: Protocol, name: str,
-                     log: Log) -> tuple[Any, tuple[int, ...], float]:
+def _upscale_or_tile(
+    method: Any, sample: Sample, protocol: Protocol, name: str, log: Log
+) -> tuple[Any, tuple[int, ...], float]:
     """`_upscale`; out of memory on a method that can tile (a `tile` attribute, None when untiled): retried
     once with `create_method(name, ..., tile=OOM_TILE)`. Raises what the method raised otherwise."""
     try:
@@ -143,8 +159,10 @@ def _upscale_or_tile(method: Any, sample: Sample, protocol: Protocol, name: str,
         if not (_is_oom(exc) and hasattr(method, "tile") and method.tile is None):
             raise
         oom = exc
-    log(f"note: {name} ran out of memory on {sample.dataset}/{sample.image} x{sample.scale}; "
-        f"retrying with tile={OOM_TILE}")
+    log(
+        f"note: {name} ran out of memory on {sample.dataset}/{sample.image} x{sample.scale}; "
+        f"retrying with tile={OOM_TILE}"
+    )
     try:
         tiled = create_method(name, scale=sample.scale, device=method.device, tile=OOM_TILE)
     except Exception:  # noqa: BLE001 - cannot tile after all: report the memory error
@@ -157,45 +175,82 @@ def _failure_row(base: dict[str, Any], error: str) -> dict[str, Any]:
 
 
 def run(req: RunRequest, *, progress: bool = True, log: Log = _stderr) -> RunOutcome:
-    """Run the requested passes, writing rows as they are computed; see DESIGN.md 'Outputs'."""
-    for p in req.passes:
-        if p not in PASSES:
-            from bench.errors import UsageError
+    """Run the requested passes, writing rows as they are computed; see DESIGN.md 'Outputs'.
 
-            raise UsageError(f"unknown pass {p!r}; choose from {', '.join(PASSES)}")
+    Raises UsageError before any work for a bad request or a folder that is not this run's to write.
+    """
+    unknown = [p for p in req.passes if p not in PASSES]
+    if unknown or not req.passes:
+        raise UsageError(f"unknown pass {(unknown or [''])[0]!r}; choose from {', '.join(PASSES)}")
+    if not req.scales:
+        raise UsageError("no scales given; use e.g. --scales 2,3,4")
     protocol = get_protocol(req.protocol, req.channel, req.shave)
     device = resolve_device(req.device)
     store = RunStore(req.out)
-    store.create()
-    if not req.resume and store.journal.exists():
-        store.journal.unlink()  # a fresh run into an existing folder starts over
+    store.claim(resume=req.resume, force=req.force)
+    try:
+        return _run_passes(req, protocol, device, store, progress, log)
+    finally:
+        store.release()
+
+
+def _write_config(req: RunRequest, protocol: Protocol, device: str, store: RunStore) -> dict[str, Any]:
     config = {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(req).items()}
     # "request" is what was asked (a resume repeats it); the top level records what was resolved
-    config["request"] = {k: v for k, v in config.items() if k not in ("out", "command", "resume")}
+    config["request"] = {k: v for k, v in config.items() if k not in ("out", "command", "resume", "force")}
     config.update(protocol=protocol.name, protocol_detail=asdict(protocol), device=device)
     store.write_json("config.json", config)
+    return config
+
+
+def _run_passes(
+    req: RunRequest, protocol: Protocol, device: str, store: RunStore, progress: bool, log: Log
+) -> RunOutcome:
     from bench.probe import probe_env
 
+    config = _write_config(req, protocol, device, store)
     env = probe_env(measure="latency" in req.passes)
     env["device"] = device
     store.write_json("env.json", env)
-
-    outcome = RunOutcome(req.out, pd.DataFrame(columns=QUALITY_COLUMNS), pd.DataFrame(columns=SUMMARY_COLUMNS))
+    outcome = RunOutcome(
+        req.out, pd.DataFrame(columns=QUALITY_COLUMNS), pd.DataFrame(columns=SUMMARY_COLUMNS)
+    )
+    infos: dict[tuple[str, int], dict[str, Any]] = {}
     if "quality" in req.passes:
-        _QualityPass(req, protocol, device, store, log).run(outcome, progress)
+        qp = _QualityPass(req, protocol, device, store, log)
+        qp.run(outcome, progress)
+        infos.update({k: m.info().as_row() for k, m in qp.methods.items()})
+        config["datasets_resolved"] = (
+            qp.resolved
+        )  # where each dataset's images were: the report reads crops there
+        store.write_json("config.json", config)
+    else:
+        qp_tables = _QualityPass(req, protocol, device, store, log)
+        qp_tables.tables(outcome)  # empty quality and summary tables: the report is a latency report
     if "latency" in req.passes and not outcome.interrupted:
-        from bench.latency import latency_pass, methods_table
+        from bench.latency import latency_pass
 
         names = [m for m in req.methods if not m.startswith("dir:")]
-        lat = latency_pass(names, req.scales, device=device, sizes=req.sizes, progress=progress)
+        lat, lat_infos = latency_pass(
+            names, req.scales, device=device, sizes=req.sizes, progress=progress, log=log
+        )
         store.write_csv("latency.csv", lat)
-        store.write_csv("methods.csv", methods_table(names, req.scales, device=device))
         outcome.latency = lat
-    if req.report and not outcome.interrupted and (store.dir / "quality.csv").is_file():
+        infos.update({k: v for k, v in lat_infos.items() if k not in infos})
+    methods = pd.DataFrame(list(infos.values()))
+    methods = methods[
+        [c for c in _METHOD_COLUMNS if c in methods] + [c for c in methods if c not in _METHOD_COLUMNS]
+    ]
+    store.write_csv("methods.csv", methods)
+    if req.report and not outcome.interrupted:
         from bench.report import write_report
 
         write_report(req.out)
     return outcome
+
+
+_METHOD_COLUMNS = ["name", "scale", "device", "params", "macs_720p", "weights", "weights_sha256", "channels",
+                   "deterministic"]  # fmt: skip
 
 
 class _QualityPass:
@@ -215,6 +270,7 @@ class _QualityPass:
         self.pool = ThreadPoolExecutor(max_workers=max(1, min(4, os.cpu_count() or 1)))
         self.pending: deque[tuple[Future[dict[str, Any]], None] | tuple[None, dict[str, Any]]] = deque()
         self.bar: Any = None
+        self.resolved: dict[str, dict[str, str]] = {}
 
     def _keep(self, row: dict[str, Any]) -> None:
         self.store.append_rows([row])
@@ -302,8 +358,14 @@ class _QualityPass:
         from tqdm import tqdm
 
         datasets, outcome.warnings = _resolve_datasets(self.req, self.log)
+        for ds in datasets:
+            if ds.name in self.resolved:  # two folders with one basename stay two datasets
+                ds.name = f"{ds.name}-{len(self.resolved)}"
+            self.resolved[ds.name] = {"root": str(ds.root or ""), "origin": ds.origin, "display": ds.display}
         total = len(self.req.methods) * sum(len(d) for d in datasets) * len(self.req.scales)
-        self.bar = tqdm(total=total, desc="quality", unit="img", disable=not progress, file=sys.stderr, leave=False)
+        self.bar = tqdm(
+            total=total, desc="quality", unit="img", disable=not progress, file=sys.stderr, leave=False
+        )
         try:
             for ds in datasets:
                 self.dataset(ds, outcome)
@@ -340,20 +402,43 @@ def _failed(base: dict[str, Any], exc: BaseException, log: Log) -> dict[str, Any
     return _failure_row(base, msg)
 
 
-def _finish(raw: Any, expected: tuple[int, ...], seconds: float, sample: Sample, protocol: Protocol,
-            base: dict[str, Any], to_save: set[str], store: RunStore, log: Log) -> dict[str, Any]:
+def _finish(
+    raw: Any,
+    expected: tuple[int, ...],
+    seconds: float,
+    sample: Sample,
+    protocol: Protocol,
+    base: dict[str, Any],
+    to_save: set[str],
+    store: RunStore,
+    log: Log,
+) -> dict[str, Any]:
     try:
         sr, p, q = score_output(raw, expected, sample, protocol)
     except Exception as exc:  # a contract breach (shape, dtype, NaN) fails the cell, the run goes on
         return _failed(base, exc, log)
     if sample.image in to_save:
-        _save_png(store.dir / "images" / _safe_name(base["method"]) / sample.dataset / f"x{sample.scale}"
-                  / f"{sample.image}.png", sr)
+        _save_png(
+            store.dir
+            / "images"
+            / _safe_name(base["method"])
+            / sample.dataset
+            / f"x{sample.scale}"
+            / f"{sample.image}.png",
+            sr,
+        )
     return {**base, "psnr": p, "ssim": q, "status": "ok", "seconds": seconds}
 
 
-def _run_one(method: Any, sample: Sample, protocol: Protocol, base: dict[str, Any], to_save: set[str],
-             store: RunStore, log: Log) -> dict[str, Any]:
+def _run_one(
+    method: Any,
+    sample: Sample,
+    protocol: Protocol,
+    base: dict[str, Any],
+    to_save: set[str],
+    store: RunStore,
+    log: Log,
+) -> dict[str, Any]:
     try:
         raw, expected, seconds = _upscale_or_tile(method, sample, protocol, base["method"], log)
     except (Exception, MemoryError) as exc:  # any method bug becomes a failed cell, the run goes on

@@ -14,11 +14,26 @@ import pandas as pd
 
 from bench.errors import UsageError
 
-__all__ = ["RunStore", "atomic_write_text", "QUALITY_COLUMNS", "SUMMARY_COLUMNS"]
+__all__ = ["RunStore", "atomic_write_text", "QUALITY_COLUMNS", "SUMMARY_COLUMNS", "MARKER", "LOCK"]
+
+MARKER = ".srbench-run"  # a run folder carries this file: srbench only ever writes into folders it made
+LOCK = ".srbench-lock"  # held (flock) by the process writing into the folder; holds its pid
 
 QUALITY_COLUMNS = [
-    "method", "dataset", "scale", "image", "psnr", "ssim", "channel", "shave", "degradation", "protocol",
-    "status", "error", "weights_sha256", "image_sha256",
+    "method",
+    "dataset",
+    "scale",
+    "image",
+    "psnr",
+    "ssim",
+    "channel",
+    "shave",
+    "degradation",
+    "protocol",
+    "status",
+    "error",
+    "weights_sha256",
+    "image_sha256",
 ]
 SUMMARY_COLUMNS = ["method", "dataset", "scale", "psnr", "ssim", "n_images", "n_failed", "protocol", "status"]
 
@@ -64,6 +79,69 @@ class RunStore:
             raise UsageError(
                 f"cannot write to the run folder {self.dir} ({exc.strerror}); choose a writable folder with --out"
             ) from exc
+
+    @property
+    def is_run(self) -> bool:
+        return (self.dir / MARKER).is_file()
+
+    def claim(self, *, resume: bool, force: bool) -> None:
+        """Take the folder for a run: refuse what would lose a user's files, then lock it and mark it.
+
+        - a non-empty folder that is not a run: refused (srbench never writes among other files);
+        - a run folder: refused unless resuming it (`resume`) or replacing it (`force`, which
+          drops its journal and tables);
+        - resuming needs a run folder. Another process writing into it: refused, naming its pid.
+        Raises UsageError.
+        """
+        exists = self.dir.is_dir() and any(self.dir.iterdir())
+        if resume and not self.is_run:
+            raise UsageError(
+                f"{self.dir} is not a srbench run folder (no {MARKER}); give the --out folder of a run"
+            )
+        if exists and not self.is_run:
+            raise UsageError(
+                f"{self.dir} is not empty and is not a srbench run folder; choose a new or empty folder with --out"
+            )
+        if exists and not resume and not force:
+            raise UsageError(
+                f"{self.dir} already holds a run; continue it with '--resume {self.dir}', or pass --force to replace it"
+            )
+        self.create()
+        self._lock()
+        if exists and force and not resume:
+            for name in (
+                "quality.jsonl",
+                "quality.csv",
+                "summary.csv",
+                "latency.csv",
+                "methods.csv",
+                "problems.json",
+            ):
+                (self.dir / name).unlink(missing_ok=True)
+        atomic_write_text(self.dir / MARKER, json.dumps({"srbench_run": 1}) + "\n")
+
+    def _lock(self) -> None:
+        import fcntl
+
+        fd = os.open(self.dir / LOCK, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "unknown"
+            os.close(fd)
+            raise UsageError(
+                f"another srbench process (pid {holder}) is writing into {self.dir}; wait for it or use another --out"
+            ) from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, str(os.getpid()).encode(), 0)
+        self._lock_fd: int | None = fd  # held until the process exits or release() is called
+
+    def release(self) -> None:
+        """Give the folder's lock back (the process exiting does the same)."""
+        fd = getattr(self, "_lock_fd", None)
+        if fd is not None:
+            os.close(fd)
+            self._lock_fd = None
 
     def read_rows(self) -> list[dict[str, Any]]:
         if not self.journal.exists():

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import platformdirs
 import torch
 from torch import nn
 
@@ -24,6 +25,8 @@ __all__ = [
     "rgb_to_ycbcr",
     "ycbcr_to_rgb",
     "weights_path",
+    "user_weights_dir",
+    "manifest_for",
     "read_manifest",
     "record_sha256",
     "load_weights",
@@ -59,8 +62,25 @@ def ycbcr_to_rgb(ycc: np.ndarray) -> np.ndarray:
     return (np.asarray(ycc, dtype=np.float64) - _YCC_OFFSET) @ _YCC_M_INV.T
 
 
+def user_weights_dir() -> Path:
+    """The weights folder in the user's data folder (platformdirs), where `bench train --install` writes
+    outside a source checkout: an installed package (site-packages) is never written to."""
+    return Path(platformdirs.user_data_dir("srbench", appauthor=False)) / "weights"
+
+
 def weights_path(method: str, scale: int) -> Path:
-    return WEIGHTS_DIR / f"{method}_x{scale}.safetensors"
+    """The weights file of `method` x`scale`: the package's own (methods/weights) when present, else
+    the one installed into `user_weights_dir()`; the package's path (for the error) when neither is."""
+    name = f"{method}_x{scale}.safetensors"
+    own, user = WEIGHTS_DIR / name, user_weights_dir() / name
+    return user if not own.is_file() and user.is_file() else own
+
+
+def manifest_for(path: Path) -> Path:
+    """The manifest that records the sha256 of weights file `path`: the user folder's for a file
+    there, else the package's MANIFEST."""
+    user = user_weights_dir()
+    return user / MANIFEST.name if path.resolve().parent == user.resolve() else MANIFEST
 
 
 def train_command(method: str, scale: int) -> str:
@@ -123,10 +143,11 @@ def load_weights(
         raise WeightsError(f"weights {path} missing; {fix}")
     actual = sha256_file(path)
     if expected_sha256 is None:
-        entry = read_manifest().get("files", {}).get(path.name)
+        manifest = manifest_for(path)
+        entry = read_manifest(manifest).get("files", {}).get(path.name)
         if entry is None:
             raise WeightsError(
-                f"weights {path.name} have no sha256 in {MANIFEST}; pass the expected sha256 or {fix}"
+                f"weights {path.name} have no sha256 in {manifest}; pass the expected sha256 or {fix}"
             )
         expected_sha256 = str(entry["sha256"])
     if actual != expected_sha256:
@@ -364,7 +385,9 @@ def method_factory(
         **kw: Any,
     ) -> YChannelMethod:
         if kw:
-            raise UsageError(f"{name}: unknown option(s) {', '.join(sorted(kw))}; known: weights, tile, sha256")
+            raise UsageError(
+                f"{name}: unknown option(s) {', '.join(sorted(kw))}; known: weights, tile, sha256"
+            )
         net = build_net(scale)
         return build_method(
             name,

@@ -5,9 +5,10 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from bench.train.config import TrainingDefaults
 from methods._torchsr import _bias, method_factory
 
-__all__ = ["ESPCNNet", "make", "build_net"]
+__all__ = ["ESPCNNet", "make", "build_net", "TRAINING"]
 
 
 class ESPCNNet(nn.Module):
@@ -61,3 +62,13 @@ def build_net(scale: int) -> ESPCNNet:
 
 make = method_factory("espcn", build_net, input_upscaled=False, tile_unit="LR")
 
+# `bench train espcn`: the recipe its runs start from (each value can be overridden on the command line)
+TRAINING = TrainingDefaults(
+    build=build_net,
+    input_upscaled=False,
+    steps=30000,
+    batch_size=64,
+    patch_size=17,  # LR pixels
+    lr=1e-3,
+    bicubic_start=ESPCNNet.init_bicubic,
+)

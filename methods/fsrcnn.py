@@ -7,9 +7,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from bench.train.config import TrainingDefaults
 from methods._torchsr import _bias, method_factory
 
-__all__ = ["FSRCNNNet", "make", "build_net"]
+__all__ = ["FSRCNNNet", "make", "build_net", "TRAINING"]
 
 
 class FSRCNNNet(nn.Module):
@@ -42,7 +43,7 @@ class FSRCNNNet(nn.Module):
         nn.init.normal_(self.deconv.weight, std=0.001)  # as the paper initialises the deconvolution
         nn.init.zeros_(_bias(self.deconv))
         # Run the deconvolution as a sub-pixel convolution (same weights, same outputs to float
-        # rounding; training steps 1.03-1.3x faster on CPU). `bench.train` turns it on.
+        # rounding; training steps 1.03-1.3x faster on CPU). TRAINING below turns it on for training.
         self.subpixel_deconv = False
         index, self._subpixel_pad = self._subpixel_index()
         # not in the state dict (shipped weights are unchanged), but moves with the module to its device
@@ -106,3 +107,21 @@ def build_net(scale: int) -> FSRCNNNet:
 
 
 make = method_factory("fsrcnn", build_net, input_upscaled=False, tile_unit="LR")
+
+
+def _train_subpixel(net: FSRCNNNet) -> None:
+    net.subpixel_deconv = True  # the same weights and outputs, faster steps
+
+
+# `bench train fsrcnn`: the recipe its runs start from (each value can be overridden on the command line)
+TRAINING = TrainingDefaults(
+    build=build_net,
+    input_upscaled=False,
+    steps=30000,
+    batch_size=64,
+    patch_size=16,  # LR pixels
+    lr=1e-3,
+    bicubic_start=FSRCNNNet.init_bicubic,
+    for_training=_train_subpixel,
+    init_text={"random": "random (torch defaults; FSRCNN deconvolution N(0, 0.001))"},
+)

@@ -5,9 +5,10 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from bench.train.config import TrainingDefaults
 from methods._torchsr import _bias, method_factory
 
-__all__ = ["SRCNNNet", "SRCNN_SCALES", "make", "build_net"]
+__all__ = ["SRCNNNet", "SRCNN_SCALES", "make", "build_net", "TRAINING"]
 
 SRCNN_SCALES = (2, 3, 4)
 
@@ -54,3 +55,17 @@ def build_net(scale: int) -> SRCNNNet:
 
 make = method_factory("srcnn", build_net, input_upscaled=True, tile_unit="HR")
 
+# `bench train srcnn`: the recipe its runs start from (each value can be overridden on the command line)
+TRAINING = TrainingDefaults(
+    build=build_net,
+    input_upscaled=True,  # scale-agnostic: one net may train on several scales at once
+    steps=20000,
+    batch_size=32,
+    patch_size=36,  # HR pixels (its input is the bicubic-upscaled LR)
+    lr=5e-4,
+    bicubic_start=SRCNNNet.init_identity,
+    init_text={
+        "bicubic": "bicubic start: channel 0 of each layer set up to reproduce MATLAB bicubic interpolation "
+        "(SRCNN: identity on its bicubic input), the other filters random (torch defaults)",
+    },
+)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import http.server
+import os
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -12,12 +13,49 @@ import pytest
 REPO = Path(__file__).resolve().parent.parent
 
 
+def _candidates(var: str, shared: str) -> list[Path]:
+    """Folders from the environment variable `var` (':'-list), then `../shared/<shared>`."""
+    env = [Path(p).expanduser() for p in os.environ.get(var, "").split(os.pathsep) if p.strip()]
+    return [*env, REPO.parent / "shared" / shared]
+
+
+def find_datasets() -> Path | None:
+    """A folder holding the real Set5 and Set14: SRBENCH_DATA_PATH, `../shared/datasets`, or the cache."""
+    from bench.data import cache_dir
+
+    for path in [*_candidates("SRBENCH_DATA_PATH", "datasets"), cache_dir()]:
+        if (path / "Set5").is_dir() and (path / "Set14").is_dir():
+            return path
+    return None
+
+
+def find_weights() -> Path | None:
+    """A folder laid out as shared/weights (`<model>/<file>`): SRBENCH_WEIGHTS_PATH, then `../shared/weights`."""
+    for path in _candidates("SRBENCH_WEIGHTS_PATH", "weights"):
+        if (path / "pan").is_dir():
+            return path
+    return None
+
+
 @pytest.fixture(scope="session")
 def shared_datasets() -> Path:
-    """The read-only folder of real HR images (`../shared/datasets`); the test skips without it."""
-    path = REPO.parent / "shared" / "datasets"
-    if not (path / "Set5").is_dir():
-        pytest.skip(f"real datasets not found at {path}")
+    """The real HR images (the fidelity tests' one fixture); the test skips without them."""
+    path = find_datasets()
+    if path is None:
+        pytest.skip(
+            "real datasets not found: set SRBENCH_DATA_PATH or run 'python -m bench fetch set5 set14'"
+        )
+    return path
+
+
+@pytest.fixture(scope="session")
+def shared_weights() -> Path:
+    """The official zoo checkpoints; the test skips without them."""
+    path = find_weights()
+    if path is None:
+        pytest.skip(
+            "official weights not found: set SRBENCH_WEIGHTS_PATH (a folder laid out as shared/weights)"
+        )
     return path
 
 

@@ -19,6 +19,7 @@ from PIL import Image
 import bench.registry as registry
 from bench.api import MethodInfo
 from bench.cli import main
+from bench.errors import UsageError
 from bench.runner import RunRequest, run
 from bench.store import RunStore
 
@@ -31,7 +32,9 @@ def _quiet(msg: str) -> None:
     pass
 
 
-def _run(out: Path, methods: list[str], datasets: list[str], scales: list[int], resume: bool = False) -> None:
+def _run(
+    out: Path, methods: list[str], datasets: list[str], scales: list[int], resume: bool = False, force: bool = False
+) -> None:
     req = RunRequest(
         methods=methods,
         datasets=datasets,
@@ -41,6 +44,7 @@ def _run(out: Path, methods: list[str], datasets: list[str], scales: list[int], 
         report=False,
         save_images="none",
         resume=resume,
+        force=force,
     )
     outcome = run(req, progress=False, log=_quiet)
     assert not outcome.failed and not outcome.interrupted
@@ -207,11 +211,46 @@ def test_resume_of_a_finished_run_computes_nothing(
     pd.testing.assert_frame_equal(pd.read_csv(out / "quality.csv"), first)
 
 
-def test_run_without_resume_starts_over(tmp_path: Path) -> None:
+def test_fresh_run_into_a_run_folder_is_refused_naming_resume(tmp_path: Path) -> None:
     out = tmp_path / "run"
     _run(out, ["bicubic"], ["sample"], [2])
+    before = (out / "quality.csv").read_bytes()
+    with pytest.raises(UsageError, match=f"already holds a run; continue it with '--resume {out}'"):
+        _run(out, ["nearest"], ["sample"], [2])
+    assert (out / "quality.csv").read_bytes() == before  # the earlier results are untouched
+
+
+def test_force_replaces_the_run(tmp_path: Path) -> None:
+    out = tmp_path / "run"
     _run(out, ["bicubic"], ["sample"], [2])
+    _run(out, ["bicubic"], ["sample"], [2], force=True)
     assert len(_journal_lines(out)) == 4
+
+
+def test_out_refuses_a_folder_that_is_not_a_run(tmp_path: Path) -> None:
+    out = tmp_path / "thesis"
+    out.mkdir()
+    (out / "chapter1.tex").write_text("precious")
+    with pytest.raises(UsageError, match="not empty and is not a srbench run folder"):
+        _run(out, ["bicubic"], ["sample"], [2], force=True)
+    with pytest.raises(UsageError, match="not a srbench run folder"):
+        _run(out, ["bicubic"], ["sample"], [2], resume=True)
+    assert sorted(p.name for p in out.iterdir()) == ["chapter1.tex"]
+
+
+def test_second_concurrent_run_into_one_folder_fails_naming_the_holder(tmp_path: Path) -> None:
+    import os
+
+    from bench.store import RunStore
+
+    out = tmp_path / "run"
+    holder = RunStore(out)
+    holder.claim(resume=False, force=False)
+    try:
+        with pytest.raises(UsageError, match=f"pid {os.getpid()}"):
+            _run(out, ["bicubic"], ["sample"], [2], resume=True)
+    finally:
+        holder.release()
 
 
 def test_resume_recomputes_rows_of_changed_weights(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

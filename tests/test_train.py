@@ -14,7 +14,7 @@ from safetensors.torch import load_file
 from bench.data import sha256_file
 from bench.errors import DataError, UsageError
 from bench.imresize import imresize
-from bench.train import add_train_arguments, install, run_train, train, valid_loss
+from bench.train import TrainConfig, add_train_arguments, install, run_train, train, valid_loss
 
 TINY: dict = dict(batch_size=4, patch_size=20, threads=1, progress=False)
 
@@ -43,13 +43,13 @@ def _tensors(path: Path) -> dict[str, torch.Tensor]:
 
 def test_train_writes_checkpoint_and_resume_continues(tmp_path: Path, tiny: dict) -> None:
     out = tmp_path / "run"
-    r = train("espcn", 3, steps=4, val_every=2, out_dir=out, **tiny)
+    r = train(TrainConfig("espcn", 3, steps=4, val_every=2, out_dir=out, **tiny))
     assert r.steps == 4
     for name in ("last.safetensors", "best.safetensors", "optimizer.pt", "state.json", "log.txt"):
         assert (out / name).is_file()
     state = json.loads((out / "state.json").read_text())
     assert state["step"] == 4 and [h["step"] for h in state["history"]] == [0, 2, 4]
-    r2 = train("espcn", 3, steps=6, val_every=2, out_dir=out, resume=True, **tiny)
+    r2 = train(TrainConfig("espcn", 3, steps=6, val_every=2, out_dir=out, resume=True, **tiny))
     state = json.loads((out / "state.json").read_text())
     assert r2.steps == 6 and state["step"] == 6
     assert [h["step"] for h in state["history"]] == [0, 2, 4, 6]
@@ -57,10 +57,10 @@ def test_train_writes_checkpoint_and_resume_continues(tmp_path: Path, tiny: dict
 
 
 def test_resume_gives_the_same_weights_as_an_uninterrupted_run(tmp_path: Path, tiny: dict) -> None:
-    train("fsrcnn", 2, steps=6, val_every=3, out_dir=tmp_path / "a", **tiny)
-    train("fsrcnn", 2, steps=6, val_every=3, out_dir=tmp_path / "b", until=3, **tiny)
+    train(TrainConfig("fsrcnn", 2, steps=6, val_every=3, out_dir=tmp_path / "a", **tiny))
+    train(TrainConfig("fsrcnn", 2, steps=6, val_every=3, out_dir=tmp_path / "b", until=3, **tiny))
     assert json.loads((tmp_path / "b" / "state.json").read_text())["step"] == 3
-    train("fsrcnn", 2, steps=6, val_every=3, out_dir=tmp_path / "b", resume=True, **tiny)
+    train(TrainConfig("fsrcnn", 2, steps=6, val_every=3, out_dir=tmp_path / "b", resume=True, **tiny))
     a, b = _tensors(tmp_path / "a" / "last.safetensors"), _tensors(tmp_path / "b" / "last.safetensors")
     for key in a:
         torch.testing.assert_close(a[key], b[key], rtol=0, atol=1e-6)
@@ -68,22 +68,22 @@ def test_resume_gives_the_same_weights_as_an_uninterrupted_run(tmp_path: Path, t
 
 def test_resume_without_checkpoint_is_usage_error(tmp_path: Path, tiny: dict) -> None:
     with pytest.raises(UsageError, match="nothing to resume"):
-        train("espcn", 3, steps=2, out_dir=tmp_path, resume=True, **tiny)
+        train(TrainConfig("espcn", 3, steps=2, out_dir=tmp_path, resume=True, **tiny))
 
 
 def test_resume_refuses_a_run_of_another_method(tmp_path: Path, tiny: dict) -> None:
-    train("espcn", 3, steps=1, val_every=1, out_dir=tmp_path, **tiny)
+    train(TrainConfig("espcn", 3, steps=1, val_every=1, out_dir=tmp_path, **tiny))
     with pytest.raises(UsageError, match="espcn x3"):
-        train("fsrcnn", 3, steps=2, out_dir=tmp_path, resume=True, **tiny)
+        train(TrainConfig("fsrcnn", 3, steps=2, out_dir=tmp_path, resume=True, **tiny))
 
 
 def test_unknown_method_and_bad_options_are_usage_errors(tmp_path: Path, tiny: dict) -> None:
     with pytest.raises(UsageError, match="trainable methods"):
-        train("bicubic", 3, steps=1, out_dir=tmp_path, **tiny)
+        train(TrainConfig("bicubic", 3, steps=1, out_dir=tmp_path, **tiny))
     with pytest.raises(UsageError, match="one scale at a time"):
-        train("espcn", 3, steps=1, out_dir=tmp_path, train_scales=(2, 3), **tiny)
+        train(TrainConfig("espcn", 3, steps=1, out_dir=tmp_path, train_scales=(2, 3), **tiny))
     with pytest.raises(UsageError, match="loss"):
-        train("espcn", 3, steps=1, out_dir=tmp_path, loss="huber", **tiny)
+        train(TrainConfig("espcn", 3, steps=1, out_dir=tmp_path, loss="huber", **tiny))
 
 
 def test_loss_skips_the_outputs_that_see_zero_padding() -> None:
@@ -98,31 +98,33 @@ def test_loss_skips_the_outputs_that_see_zero_padding() -> None:
 
 
 def test_loss_border_is_recorded_and_checked_against_the_patch(tmp_path: Path, tiny: dict) -> None:
-    train("espcn", 3, steps=1, val_every=1, out_dir=tmp_path / "a", **tiny)
+    train(TrainConfig("espcn", 3, steps=1, val_every=1, out_dir=tmp_path / "a", **tiny))
     assert json.loads((tmp_path / "a" / "state.json").read_text())["loss_border"] == 0
-    train("espcn", 3, steps=1, val_every=1, out_dir=tmp_path / "b", loss_border=4, **tiny)
+    train(TrainConfig("espcn", 3, steps=1, val_every=1, out_dir=tmp_path / "b", loss_border=4, **tiny))
     assert json.loads((tmp_path / "b" / "state.json").read_text())["loss_border"] == 4
     with pytest.raises(UsageError, match="--patch-size above 20"):
-        train("espcn", 3, steps=1, out_dir=tmp_path / "c", loss_border=10, **tiny)
+        train(TrainConfig("espcn", 3, steps=1, out_dir=tmp_path / "c", loss_border=10, **tiny))
 
 
 def test_srcnn_trains_on_mixed_scales(tmp_path: Path, tiny: dict) -> None:
-    r = train("srcnn", 3, steps=2, val_every=2, out_dir=tmp_path, train_scales=(2, 3, 4), **tiny)
+    r = train(TrainConfig("srcnn", 3, steps=2, val_every=2, out_dir=tmp_path, train_scales=(2, 3, 4), **tiny))
     state = json.loads((tmp_path / "state.json").read_text())
     assert r.steps == 2 and state["train_scales"] == [2, 3, 4]
 
 
 def test_init_from_other_scale_loads_shared_layers(tmp_path: Path, tiny: dict) -> None:
-    train("espcn", 3, steps=1, val_every=1, out_dir=tmp_path / "x3", **tiny)
+    train(TrainConfig("espcn", 3, steps=1, val_every=1, out_dir=tmp_path / "x3", **tiny))
     train(
-        "espcn",
-        2,
-        steps=1,
-        val_every=1,
-        lr=1e-12,
-        out_dir=tmp_path / "x2",
-        init_from=tmp_path / "x3" / "last.safetensors",
-        **tiny,
+        TrainConfig(
+            "espcn",
+            2,
+            steps=1,
+            val_every=1,
+            lr=1e-12,
+            out_dir=tmp_path / "x2",
+            init_from=tmp_path / "x3" / "last.safetensors",
+            **tiny,
+        )
     )
     x3, x2 = _tensors(tmp_path / "x3" / "last.safetensors"), _tensors(tmp_path / "x2" / "last.safetensors")
     torch.testing.assert_close(x2["conv1.weight"], x3["conv1.weight"], rtol=0, atol=1e-6)
@@ -161,7 +163,15 @@ def test_bicubic_init_reproduces_matlab_bicubic(scale: int) -> None:
 def test_install_writes_weights_manifest_and_card(tmp_path: Path, tiny: dict) -> None:
     run = tmp_path / "run"
     train(
-        "espcn", 2, steps=2, val_every=1, out_dir=run, command="python -m bench train espcn --scale 2", **tiny
+        TrainConfig(
+            "espcn",
+            2,
+            steps=2,
+            val_every=1,
+            out_dir=run,
+            command="python -m bench train espcn --scale 2",
+            **tiny,
+        )
     )
     wdir = tmp_path / "weights"
     dest = install(run, weights_dir=wdir, eval_datasets=(tiny["val_dataset"],))
@@ -188,11 +198,15 @@ def test_install_writes_weights_manifest_and_card(tmp_path: Path, tiny: dict) ->
 
 def test_card_of_a_run_started_from_shipped_weights_keeps_their_history(tmp_path: Path, tiny: dict) -> None:
     wdir = tmp_path / "weights"
-    train("espcn", 2, steps=2, val_every=1, out_dir=tmp_path / "first", command="first command", **tiny)
+    train(
+        TrainConfig(
+            "espcn", 2, steps=2, val_every=1, out_dir=tmp_path / "first", command="first command", **tiny
+        )
+    )
     first = install(tmp_path / "first", weights_dir=wdir, eval_datasets=(tiny["val_dataset"],))
     first_card = first.with_suffix(".md").read_text()
     # the second run starts from the installed file (no run folder beside it), then replaces it
-    train("espcn", 2, steps=3, val_every=1, out_dir=tmp_path / "second", init_from=first, **tiny)
+    train(TrainConfig("espcn", 2, steps=3, val_every=1, out_dir=tmp_path / "second", init_from=first, **tiny))
     second = install(tmp_path / "second", weights_dir=wdir, eval_datasets=(tiny["val_dataset"],))
     card = second.with_suffix(".md").read_text()
     assert "first command" in card and "weights shipped before this run" in card
@@ -203,13 +217,15 @@ def test_card_of_a_run_started_from_shipped_weights_keeps_their_history(tmp_path
     assert total == pytest.approx(own + old_total, abs=0.11)
     # a third run from the second's run folder: the first card appears once, every minute counted once
     train(
-        "espcn",
-        2,
-        steps=2,
-        val_every=1,
-        out_dir=tmp_path / "third",
-        init_from=tmp_path / "second" / "best.safetensors",
-        **tiny,
+        TrainConfig(
+            "espcn",
+            2,
+            steps=2,
+            val_every=1,
+            out_dir=tmp_path / "third",
+            init_from=tmp_path / "second" / "best.safetensors",
+            **tiny,
+        )
     )
     third = install(tmp_path / "third", weights_dir=wdir, eval_datasets=(tiny["val_dataset"],)).with_suffix(
         ".md"
@@ -228,11 +244,19 @@ def test_card_of_a_run_started_from_shipped_weights_keeps_their_history(tmp_path
 
 def test_card_kept_is_the_one_of_the_weights_the_run_started_from(tmp_path: Path, tiny: dict) -> None:
     wdir = tmp_path / "weights"
-    train("espcn", 2, steps=2, val_every=1, out_dir=tmp_path / "first", command="first command", **tiny)
+    train(
+        TrainConfig(
+            "espcn", 2, steps=2, val_every=1, out_dir=tmp_path / "first", command="first command", **tiny
+        )
+    )
     first = install(tmp_path / "first", weights_dir=wdir, eval_datasets=(tiny["val_dataset"],))
-    train("espcn", 2, steps=4, val_every=1, out_dir=tmp_path / "second", init_from=first, until=2, **tiny)
+    train(
+        TrainConfig(
+            "espcn", 2, steps=4, val_every=1, out_dir=tmp_path / "second", init_from=first, until=2, **tiny
+        )
+    )
     first.with_suffix(".md").write_text("# a card another install wrote meanwhile\n")
-    train("espcn", 2, steps=4, val_every=1, out_dir=tmp_path / "second", resume=True, **tiny)
+    train(TrainConfig("espcn", 2, steps=4, val_every=1, out_dir=tmp_path / "second", resume=True, **tiny))
     card = install(tmp_path / "second", weights_dir=wdir, eval_datasets=(tiny["val_dataset"],))
     text = card.with_suffix(".md").read_text()
     assert "first command" in text and "another install wrote meanwhile" not in text
@@ -240,7 +264,7 @@ def test_card_kept_is_the_one_of_the_weights_the_run_started_from(tmp_path: Path
 
 
 def test_install_refuses_a_scale_specific_net_at_another_scale(tmp_path: Path, tiny: dict) -> None:
-    train("espcn", 2, steps=1, val_every=1, out_dir=tmp_path / "run", **tiny)
+    train(TrainConfig("espcn", 2, steps=1, val_every=1, out_dir=tmp_path / "run", **tiny))
     with pytest.raises(UsageError, match="tied to x2"):
         install(tmp_path / "run", weights_dir=tmp_path / "w", eval_datasets=(tiny["val_dataset"],), scale=3)
 
@@ -292,7 +316,7 @@ def test_validation_falls_back_to_sample_when_set5_is_absent(
     monkeypatch.setenv("SRBENCH_OFFLINE", "1")
     opts = dict(tiny, val_dataset="set5")
     with pytest.warns(UserWarning, match="validating on 'sample'"):
-        r = train("espcn", 2, steps=1, val_every=1, out_dir=tmp_path / "run", **opts)
+        r = train(TrainConfig("espcn", 2, steps=1, val_every=1, out_dir=tmp_path / "run", **opts))
     state = json.loads((tmp_path / "run" / "state.json").read_text())
     assert state["val_dataset"] == "sample"
     assert r.best_psnr > 20.0  # scored on the sample images, not a placeholder
@@ -305,38 +329,117 @@ def test_validation_on_another_missing_dataset_is_an_error(
     monkeypatch.setenv("SRBENCH_CACHE", str(tmp_path / "cache"))
     monkeypatch.setenv("SRBENCH_OFFLINE", "1")
     with pytest.raises(DataError):
-        train("espcn", 2, steps=1, out_dir=tmp_path / "run", **dict(tiny, val_dataset="set14"))
+        train(TrainConfig("espcn", 2, steps=1, out_dir=tmp_path / "run", **dict(tiny, val_dataset="set14")))
 
 
 def test_balance_gives_every_dataset_the_same_share_of_patches(tiny_folder: str) -> None:
-    from bench.train import _PatchSampler
+    from bench.train.data import PatchSampler
 
     small = (torch.zeros(1, 20, 20), torch.zeros(1, 40, 40), 0)
     large = (torch.ones(1, 60, 60), torch.ones(1, 120, 120), 1)
     banks = {2: [small, large]}
     draws = {}
     for balance in (False, True):
-        x, _ = _PatchSampler(banks, 10, False, seed=0, balance=balance).batch(2000, 0)
+        x, _ = PatchSampler(banks, 10, False, seed=0, balance=balance).batch(2000, 0)
         draws[balance] = float((x.flatten(1)[:, 0] == 0).float().mean())  # share from the small dataset
     assert draws[False] == pytest.approx(400 / 4000, abs=0.03)  # area-proportional
     assert draws[True] == pytest.approx(0.5, abs=0.04)
 
 
 def test_scale_augmentation_adds_downscaled_copies(tiny_folder: str, tmp_path: Path) -> None:
-    from bench.train import _training_images
+    from bench.train.data import training_images
 
-    plain = _training_images([tiny_folder], ())
-    aug = _training_images([tiny_folder], (0.8, 0.5))
+    plain = training_images([tiny_folder], ())
+    aug = training_images([tiny_folder], (0.8, 0.5))
     assert len(aug) == 3 * len(plain)
     h, w = plain[0][0].shape[:2]
     assert aug[1][0].shape == (round(0.8 * h), round(0.8 * w), 3) and aug[1][0].dtype == np.uint8
     assert aug[2][0].shape[:2] == (round(0.5 * h), round(0.5 * w))
     with pytest.raises(UsageError, match="scale-aug"):
         train(
-            "espcn",
-            2,
-            steps=1,
-            scale_aug=(1.5,),
-            out_dir=tmp_path,
-            **dict(TINY, datasets=(tiny_folder,), val_dataset=tiny_folder),
+            TrainConfig(
+                "espcn",
+                2,
+                steps=1,
+                scale_aug=(1.5,),
+                out_dir=tmp_path,
+                **dict(TINY, datasets=(tiny_folder,), val_dataset=tiny_folder),
+            )
         )
+
+
+@pytest.fixture
+def outside_a_checkout(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """As if srbench were installed (no pyproject.toml/.git above the package, and no shipped weights):
+    returns the user data folder, redirected into tmp_path."""
+    import platformdirs
+
+    import bench.train.config
+    from methods import _torchsr
+
+    site = tmp_path / "site-packages"
+    (site / "methods" / "weights").mkdir(parents=True)
+    user = tmp_path / "user-data" / "srbench"
+    monkeypatch.setattr(bench.train.config, "_PACKAGE_PARENT", site)
+    monkeypatch.setattr(_torchsr, "WEIGHTS_DIR", site / "methods" / "weights")
+    monkeypatch.setattr(platformdirs, "user_data_dir", lambda *a, **k: str(user))
+    return user
+
+
+def test_source_checkout_needs_pyproject_and_git(tmp_path: Path) -> None:
+    from bench.train.config import source_checkout
+
+    assert not source_checkout(tmp_path)
+    (tmp_path / "pyproject.toml").write_text("[project]\n")
+    assert not source_checkout(tmp_path)  # an sdist or a copy without history
+    (tmp_path / ".git").mkdir()
+    assert source_checkout(tmp_path)
+
+
+def test_install_writes_to_methods_weights_only_in_a_checkout(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import bench.train.config
+    from bench.train import install_dir
+    from methods import _torchsr
+
+    (tmp_path / "pyproject.toml").write_text("[project]\n")
+    (tmp_path / ".git").mkdir()
+    monkeypatch.setattr(bench.train.config, "_PACKAGE_PARENT", tmp_path)
+    assert install_dir() == _torchsr.WEIGHTS_DIR
+    assert (
+        bench.train.config.make_plan(TrainConfig("espcn", 2)).out_dir == tmp_path / "train_runs" / "espcn_x2"
+    )
+
+
+def test_install_outside_a_checkout_goes_to_the_user_folder_and_loads_from_there(
+    tmp_path: Path, tiny: dict, outside_a_checkout: Path
+) -> None:
+    from bench.train import install_dir
+    from bench.train.config import make_plan
+    from methods import _torchsr
+    from methods.espcn import make
+
+    user_weights = outside_a_checkout / "weights"
+    assert install_dir() == _torchsr.user_weights_dir() == user_weights
+    assert make_plan(TrainConfig("espcn", 2)).out_dir == outside_a_checkout / "train_runs" / "espcn_x2"
+    train(TrainConfig("espcn", 2, steps=1, val_every=1, out_dir=tmp_path / "run", **tiny))
+    dest = install(tmp_path / "run", eval_datasets=(tiny["val_dataset"],))
+    assert dest == user_weights / "espcn_x2.safetensors"
+    assert not any((tmp_path / "site-packages").rglob("*.*"))  # nothing written into the package
+    # loading finds it there (the package has no copy) and verifies it against the manifest beside it
+    assert _torchsr.weights_path("espcn", 2) == dest
+    assert make(scale=2).info().weights_sha256 == sha256_file(dest)
+
+
+def test_weights_lookup_prefers_the_package_copy(tmp_path: Path, outside_a_checkout: Path) -> None:
+    from methods import _torchsr
+
+    own = _torchsr.WEIGHTS_DIR / "espcn_x3.safetensors"
+    user = outside_a_checkout / "weights" / "espcn_x3.safetensors"
+    assert _torchsr.weights_path("espcn", 3) == own  # neither: the error names the package's path
+    user.parent.mkdir(parents=True)
+    user.write_bytes(b"user")
+    assert _torchsr.weights_path("espcn", 3) == user
+    own.write_bytes(b"own")
+    assert _torchsr.weights_path("espcn", 3) == own

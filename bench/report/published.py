@@ -26,6 +26,7 @@ class PublishedScore:
     comparable: bool
     source: str
     note: str = ""
+    flag: str = ""  # V verified as text, I read from an image of the table, U unconfirmed ("" = not flagged)
 
 
 def load_published(path: str | Path | None = None) -> list[PublishedScore]:
@@ -58,6 +59,7 @@ def load_published(path: str | Path | None = None) -> list[PublishedScore]:
                             comparable=bool(table.get("comparable", True)),
                             source=table["source"],
                             note=table.get("note", ""),
+                            flag=str(score.get("flag", "")),
                         )
                     )
         except (KeyError, TypeError, ValueError) as exc:

@@ -249,6 +249,8 @@ def published_table(run: Run, published: list[PublishedScore]) -> Table | None:
         psnr, ssim = float(row["psnr"]), float(row["ssim"])
         pd_digits, sd_digits = psnr_digits[p.source], ssim_digits.get(p.source, 4)
         published_text = fmt_psnr(p.psnr, pd_digits) + " / " + fmt_ssim(p.ssim, sd_digits)
+        if p.flag:
+            published_text += f" {p.flag}"
         if p.comparable:
             d_psnr, d_ssim = (
                 _fmt_signed(psnr - p.psnr, max(3, pd_digits)),
@@ -275,6 +277,11 @@ def published_table(run: Run, published: list[PublishedScore]) -> Table | None:
         "Δ = measured − published. Measured numbers are shown to the precision of the published ones. "
         "* a different degradation (not comparable, n/c): shown for reference only."
     )
+    if any(p.flag for p in matches):
+        notes.append(
+            "Flags: V verified as text in the paper or the authors' repository; I read from an image of the "
+            "paper's table; U not confirmed by any source (shown, never a regression target)."
+        )
     return Table(
         [
             "Method",

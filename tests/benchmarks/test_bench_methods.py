@@ -2,7 +2,8 @@
 
     pytest tests/benchmarks --benchmark-only
 
-Parametrised over the registry, so a new method is benchmarked without touching this file.
+Parametrised over the registry, so a new method is benchmarked without touching this file. Timings are
+recorded (in the table and in `extra_info`), never asserted: on a shared machine they vary with load.
 """
 
 from __future__ import annotations
@@ -14,7 +15,6 @@ from bench.latency import measure_latency
 from bench.registry import create_method, list_methods
 
 SCALE = 4
-STABILITY_TOLERANCE = 0.10  # two back-to-back latency runs must agree on median within 10%
 
 
 @pytest.fixture(scope="module")
@@ -34,8 +34,9 @@ def test_method_upscale_256(benchmark, name: str, lr256: np.ndarray) -> None:
 
 @pytest.mark.parametrize("name", list_methods())
 @pytest.mark.benchmark(group="latency stability: two measure_latency runs, 1280x720 output, x3")
-def test_latency_two_runs_agree(benchmark, name: str) -> None:
-    """The latency pass's own reproducibility: run it twice back to back on the same method."""
+def test_latency_back_to_back_runs(benchmark, name: str) -> None:
+    """The latency pass's own reproducibility: run it twice back to back on the same method and record
+    how far the two medians differ (`extra_info["relative_difference"]`)."""
     method = create_method(name, scale=3, device="cpu")
     medians: list[float] = []
 
@@ -45,8 +46,8 @@ def test_latency_two_runs_agree(benchmark, name: str) -> None:
 
     benchmark.pedantic(two_runs, rounds=1, iterations=1)
     first, second = medians
-    benchmark.extra_info.update(median_ms_first=first, median_ms_second=second)
-    assert abs(first - second) <= STABILITY_TOLERANCE * min(first, second), (
-        f"{name}: back-to-back medians {first:.2f} ms and {second:.2f} ms differ by more than "
-        f"{STABILITY_TOLERANCE:.0%}; the machine is busy or the method's timing is unstable"
+    benchmark.extra_info.update(
+        median_ms_first=first,
+        median_ms_second=second,
+        relative_difference=abs(first - second) / min(first, second),
     )
