@@ -1,60 +1,69 @@
-"""Compare a run's quality scores with a committed baseline and name every cell that moved.
+"""Compare a run's quality scores with a baseline and name every cell that moved (the quality gate).
 
-A baseline is a CSV of summary cells: `method, dataset, scale, protocol, psnr, ssim, n_images`
-(default `reports/baselines/quality.csv`, for Set5/Set14; `reports/baselines/sample.csv` holds the
-built-in `sample` images). Its per-image companion `<stem>.per_image.csv` (`method, dataset, scale,
-protocol, image, psnr, ssim`) holds the closed-form methods only (no weights file): they are bit-exact on
-any machine, while a network's per-image scores may move with the CPU's float arithmetic.
+The committed baselines live in `BASELINE_DIR`: `sample.csv` for the built-in `sample` images and
+`quality.csv` for every other dataset; `default_baseline` says which one gates a dataset. Their format
+and strict reading are in `bench.baseline`.
 
-Scope: a run is compared with the baseline cells of the (dataset, protocol) pairs it contains, so a run
-on `sample` never reports the Set5 rows of a shared baseline as missing. Within that scope:
+Scope: a run is compared with the baseline cells it was asked to produce: the methods, scales and
+datasets of its config.json (without one, those its summary holds), in its protocol. A partial run
+(one method, one scale) is never failed for cells it did not try; they are counted as not compared.
+Within that scope:
 - `regression`: run < baseline - tolerance, a failed cell (status failed, NaN score) or a different
-  image count (the mean is over other images, so it cannot be compared); the gate fails (exit 3);
-- `missing`: a baseline cell the run lacks (a method, scale or image dropped); the gate fails;
+  image count (the mean is over other images, so it cannot be compared); the gate fails;
+- `missing`: a baseline cell the run was asked for and lacks (a cell or image dropped); the gate fails;
 - `improvement`: run > baseline + tolerance; reported, passes (update the baseline to keep the gain);
 - `new`: a run cell the baseline lacks; reported, passes;
 - `ok` otherwise. Both metrics are higher-is-better.
+
+Nothing here prints: `check_run` returns a `CheckResult`, `update_baseline` an `UpdateResult`, and
+`bench/cli.py` prints them and picks the exit code.
 """
 
 from __future__ import annotations
 
-import argparse
 import math
-import sys
+from collections.abc import Iterable
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import pandas as pd
 
-from bench.errors import BenchError, UsageError
-from bench.store import atomic_write_text
+from bench.baseline import (
+    CELL,
+    METRICS,
+    BaselineUpdate,
+    CheckError,
+    RunScope,
+    key_of,
+    per_image_path,
+    plan_update,
+    read_baseline,
+    read_run_file,
+    read_scope,
+    write_baseline,
+)
+from bench.errors import UsageError
 
 __all__ = [
-    "DEFAULT_BASELINE",
+    "BASELINE_DIR",
     "DEFAULT_TOLERANCE",
-    "BASELINE_COLUMNS",
-    "PER_IMAGE_COLUMNS",
+    "CheckError",
+    "CheckResult",
+    "UpdateResult",
     "parse_tolerance",
+    "default_baseline",
     "compare",
-    "read_baseline",
-    "baseline_from_run",
-    "merge_baseline",
-    "per_image_path",
-    "run_check",
+    "check_run",
+    "update_baseline",
 ]
 
-DEFAULT_BASELINE = Path("reports/baselines/quality.csv")
+# the committed baselines, relative to the working folder; the only place that names this folder
+BASELINE_DIR = Path("reports/baselines")
+SAMPLE_DATASET = "sample"  # the built-in images, gated by their own file (`sample.csv`)
 DEFAULT_TOLERANCE = {"psnr": 0.01, "ssim": 0.0005}
-METRICS = ("psnr", "ssim")
-BASELINE_COLUMNS = ["method", "dataset", "scale", "protocol", "psnr", "ssim", "n_images"]
-PER_IMAGE_COLUMNS = ["method", "dataset", "scale", "protocol", "image", "psnr", "ssim"]
-CELL = ["method", "dataset", "scale", "protocol"]
-COMPARE_COLUMNS = ["method", "dataset", "scale", "protocol", "metric", "baseline", "run", "delta", "verdict"]
+COMPARE_COLUMNS = [*CELL, "metric", "baseline", "run", "delta", "verdict"]
 # worst first: a cell's verdict is the worst of its metrics'
 VERDICTS = ("regression", "missing", "improvement", "new", "ok")
-
-
-class CheckError(BenchError):
-    """A run folder or baseline file cannot be compared (absent, malformed, nothing in common)."""
 
 
 def parse_tolerance(text: str) -> dict[str, float]:
@@ -86,61 +95,12 @@ def parse_tolerance(text: str) -> dict[str, float]:
     return tol
 
 
-def per_image_path(baseline: Path) -> Path:
-    """`reports/baselines/quality.csv` -> `reports/baselines/quality.per_image.csv`."""
-    return baseline.with_name(f"{baseline.stem}.per_image.csv")
+def default_baseline(dataset: str) -> Path:
+    """The committed baseline that gates `dataset`: `sample.csv` for `sample`, `quality.csv` otherwise."""
+    return BASELINE_DIR / ("sample.csv" if dataset == SAMPLE_DATASET else "quality.csv")
 
 
-def _read_csv(path: Path, required: list[str], what: str) -> pd.DataFrame:
-    if not path.is_file():
-        raise CheckError(f"{what} {path} not found")
-    try:
-        df = pd.read_csv(path, keep_default_na=True)
-    except (ValueError, OSError) as exc:
-        raise CheckError(
-            f"{what} {path} cannot be read as CSV ({exc}); restore it from git or regenerate it"
-        ) from exc
-    absent = [c for c in required if c not in df.columns]
-    if absent:
-        raise CheckError(f"{what} {path} lacks column(s) {', '.join(absent)}; expected {', '.join(required)}")
-    df["scale"] = pd.to_numeric(df["scale"], errors="coerce").astype("Int64")
-    for m in METRICS:
-        df[m] = pd.to_numeric(df[m], errors="coerce")
-    for c in ("method", "dataset", "protocol") + (("image",) if "image" in required else ()):
-        df[c] = df[c].astype(str)
-    return df
-
-
-def read_baseline(path: Path, per_image: bool = False) -> pd.DataFrame:
-    """The baseline cells (or per-image rows) of `path`; CheckError when absent or malformed."""
-    if per_image:
-        return _read_csv(path, PER_IMAGE_COLUMNS, "per-image baseline")[PER_IMAGE_COLUMNS]
-    df = _read_csv(path, BASELINE_COLUMNS, "baseline")
-    df["n_images"] = pd.to_numeric(df["n_images"], errors="coerce").astype("Int64")
-    return df[BASELINE_COLUMNS]
-
-
-def _read_run(run_dir: Path, per_image: bool) -> pd.DataFrame:
-    name = "quality.csv" if per_image else "summary.csv"
-    if not run_dir.is_dir():
-        raise UsageError(
-            f"run folder {run_dir} does not exist; give the --out folder of a 'python -m bench run'"
-        )
-    path = run_dir / name
-    if not path.is_file():
-        raise CheckError(
-            f"{path} not found: {run_dir} is not a finished run with a quality pass; "
-            f"run 'python -m bench run ... --pass quality --out {run_dir}' (or --resume it)"
-        )
-    cols = (PER_IMAGE_COLUMNS if per_image else BASELINE_COLUMNS) + ["status"]
-    df = _read_csv(path, cols, "run file")
-    if not per_image:
-        df["n_images"] = pd.to_numeric(df["n_images"], errors="coerce").astype("Int64")
-    return df
-
-
-def _key(df: pd.DataFrame, cols: list[str]) -> pd.Series:
-    return pd.Series(list(zip(*(df[c].tolist() for c in cols), strict=True)), index=df.index, dtype=object)
+# --- comparing ---------------------------------------------------------------------------------------
 
 
 def _verdict(base: float, run: float, tol: float, run_failed: bool) -> str:
@@ -156,23 +116,26 @@ def _verdict(base: float, run: float, tol: float, run_failed: bool) -> str:
 
 
 def compare(
-    run_df: pd.DataFrame, baseline_df: pd.DataFrame, tolerance: dict[str, float], per_image: bool = False
+    run_df: pd.DataFrame,
+    baseline_df: pd.DataFrame,
+    tolerance: dict[str, float],
+    per_image: bool = False,
+    scope: RunScope | None = None,
 ) -> pd.DataFrame:
     """One row per (cell, metric): `method, dataset, scale, protocol[, image], metric, baseline, run,
     delta, verdict` with verdict in ok, regression, improvement, missing, new (see the module doc).
 
     `run_df` is a run's summary.csv (or quality.csv when `per_image`), `baseline_df` a baseline of the
-    same kind. Only baseline cells of the (dataset, protocol) pairs present in the run are compared.
-    Summary cells also compare `n_images` exactly. Rows are in baseline order, new cells last.
+    same kind. Only baseline cells inside `scope` are compared; by default the (dataset, protocol) pairs
+    present in the run. Summary cells also compare `n_images` exactly. Rows are in baseline order, new
+    cells last.
     """
     keys = CELL + (["image"] if per_image else [])
     tol = {**DEFAULT_TOLERANCE, **tolerance}
     metrics = list(METRICS) + ([] if per_image else ["n_images"])
-    scope = set(zip(run_df["dataset"], run_df["protocol"], strict=True))
-    base = baseline_df[
-        [(d, p) in scope for d, p in zip(baseline_df["dataset"], baseline_df["protocol"], strict=True)]
-    ]
-    run_by_key = {k: r for k, r in zip(_key(run_df, keys), run_df.to_dict("records"), strict=True)}
+    scope = scope or RunScope.of_cells(run_df)
+    base = baseline_df[scope.holds(baseline_df)]
+    run_by_key = {k: r for k, r in zip(key_of(run_df, keys), run_df.to_dict("records"), strict=True)}
     base_keys = set()
     rows: list[dict[str, object]] = []
 
@@ -194,7 +157,7 @@ def compare(
                 {**cell, "metric": m, "baseline": bv, "run": rv, "delta": rv - bv, "verdict": verdict}
             )
 
-    for k, b in zip(_key(base, keys), base.to_dict("records"), strict=True):
+    for k, b in zip(key_of(base, keys), base.to_dict("records"), strict=True):
         base_keys.add(k)
         emit(dict(zip(keys, k, strict=True)), b, run_by_key.get(k))
     for k, r in run_by_key.items():
@@ -275,6 +238,7 @@ def format_table(result: pd.DataFrame, only_changed: bool = False) -> str:
 
 
 def summary_line(result: pd.DataFrame) -> str:
+    """`check: N cells ok, N regressions, N missing, N improvements[, N new ...]`."""
     counts = cell_verdicts(result)["verdict"].value_counts()
     n = {v: int(counts.get(v, 0)) for v in VERDICTS}
     text = (
@@ -286,106 +250,162 @@ def summary_line(result: pd.DataFrame) -> str:
     return text
 
 
-def baseline_from_run(run_df: pd.DataFrame, per_image: bool = False) -> pd.DataFrame:
-    """The baseline rows a run's summary.csv (or quality.csv when `per_image`) would commit.
+# --- the check ---------------------------------------------------------------------------------------
 
-    Per-image rows keep only closed-form methods (no weights_sha256): see the module doc.
-    Raises CheckError when a cell failed: a failure is never recorded as the expected result.
+
+@dataclass(frozen=True, eq=False)
+class CheckResult:
+    """What `check_run` found. The CLI prints `header`, `table`, `summary` (and `advice` on stderr) and
+    turns `passed` into the exit code.
+
+    `comparison` is `compare`'s output (one row per cell and metric); `baselines` the files compared
+    with; `not_compared` the number of baseline cells outside what the run was asked for.
     """
-    failed = run_df[(run_df["status"].astype(str) != "ok") | run_df["psnr"].isna() | run_df["ssim"].isna()]
-    if not failed.empty:
-        cells = ", ".join(sorted({f"{r.method} {r.dataset} x{r.scale}" for r in failed.itertuples()}))
-        raise CheckError(
-            f"the run has failed cells ({cells}); a baseline records successful scores only: "
-            f"fix the failure and rerun before --update-baseline"
+
+    run_dir: Path
+    baselines: tuple[Path, ...]
+    tolerance: dict[str, float]
+    comparison: pd.DataFrame
+    per_image: bool = False
+    not_compared: int = 0
+    scope_source: str = ""
+
+    @property
+    def cells(self) -> pd.DataFrame:
+        """One row per cell (`method, dataset, scale, protocol[, image], verdict`), worst metric first."""
+        return cell_verdicts(self.comparison)
+
+    @property
+    def regressions(self) -> pd.DataFrame:
+        return self.cells[self.cells["verdict"] == "regression"].reset_index(drop=True)
+
+    @property
+    def missing(self) -> pd.DataFrame:
+        """Baseline cells the run was asked to produce and lacks."""
+        return self.cells[self.cells["verdict"] == "missing"].reset_index(drop=True)
+
+    @property
+    def passed(self) -> bool:
+        return not self.cells["verdict"].isin(["regression", "missing"]).any()
+
+    @property
+    def header(self) -> str:
+        tol = ", ".join(f"{m} {self.tolerance[m]:g}" for m in METRICS)
+        files = " and ".join(str(p) for p in self.baselines)
+        return f"quality check of {self.run_dir} against {files} (tolerance {tol}; higher is better)"
+
+    @property
+    def table(self) -> str:
+        # the whole table for cell means (a few dozen lines); only the cells that moved per image
+        return format_table(self.comparison, only_changed=self.per_image)
+
+    @property
+    def summary(self) -> str:
+        text = summary_line(self.comparison)
+        if self.not_compared:
+            text += f"; {self.not_compared} baseline cells not compared (the run was not asked for them)"
+        return text + (" -> pass" if self.passed else " -> FAIL")
+
+    @property
+    def advice(self) -> str:
+        """What to do about missing cells (empty when none)."""
+        if self.missing.empty:
+            return ""
+        files = " / ".join(str(p) for p in self.baselines)
+        return (
+            f"missing cells: {files} has cells the run was asked for and did not produce; run them (or "
+            f"--resume the run), or, if they were dropped on purpose, delete their rows from {files} "
+            f"(or rerun the method and --update-baseline)"
         )
+
+
+def _baselines_for(
+    datasets: Iterable[str], baseline: Path | None
+) -> list[tuple[Path, frozenset[str] | None]]:
+    """(file, datasets it gates) to compare with: `baseline` for every dataset when given, else the
+    committed default of each dataset (None: every dataset)."""
+    if baseline is not None:
+        return [(baseline, None)]
+    groups: dict[Path, set[str]] = {}
+    for d in sorted(set(datasets)):
+        groups.setdefault(default_baseline(d), set()).add(d)
+    return [(path, frozenset(ds)) for path, ds in groups.items()]
+
+
+def _read_baselines(
+    targets: list[tuple[Path, frozenset[str] | None]], run_dir: Path, per_image: bool
+) -> tuple[pd.DataFrame, tuple[Path, ...]]:
+    frames, used = [], []
+    for path, datasets in targets:
+        if not path.is_file():
+            raise CheckError(
+                f"baseline {path} not found; give --baseline FILE, or create it from this run with "
+                f"'python -m bench check {run_dir} --baseline {path} --update-baseline'"
+            )
+        file = per_image_path(path) if per_image else path
+        if not file.is_file():
+            raise CheckError(
+                f"per-image baseline {file} not found; create it with 'python -m bench check {run_dir} "
+                f"--baseline {path} --per-image --update-baseline'"
+            )
+        df = read_baseline(file, per_image)
+        frames.append(df if datasets is None else df[df["dataset"].isin(datasets)])
+        used.append(file)
+    return pd.concat(frames, ignore_index=True), tuple(used)
+
+
+def check_run(
+    run_dir: Path,
+    baseline: Path | None = None,
+    tolerance: dict[str, float] | None = None,
+    per_image: bool = False,
+) -> CheckResult:
+    """Compare the run in `run_dir` with a baseline; prints nothing.
+
+    Parameters
+    ----------
+    run_dir : the --out folder of a `python -m bench run` with a quality pass.
+    baseline : the baseline CSV; None picks the committed one of each dataset (`default_baseline`).
+    tolerance : allowed drop per metric (`parse_tolerance`); metrics left out keep `DEFAULT_TOLERANCE`.
+    per_image : compare every image of the closed-form methods against `<baseline>.per_image.csv`.
+
+    Returns
+    -------
+    CheckResult; `passed` is False on a regression or a missing cell the run was asked to produce.
+
+    Raises
+    ------
+    UsageError when `run_dir` does not exist; CheckError when a file is absent or malformed (naming the
+    file and line), or the baseline has no cell in common with the run.
+    """
+    tol = {**DEFAULT_TOLERANCE, **(tolerance or {})}
+    run_df = read_run_file(run_dir, per_image)
+    if run_df.empty:
+        raise CheckError(f"{run_dir} holds no scored cells; nothing to check")
+    scope = read_scope(run_dir, run_df)
+    base_df, used = _read_baselines(_baselines_for(run_df["dataset"], baseline), run_dir, per_image)
     if per_image:
-        df = run_df
-        if "weights_sha256" in df.columns:
-            df = df[df["weights_sha256"].isna() | (df["weights_sha256"].astype(str).isin(["", "nan"]))]
-        return df[PER_IMAGE_COLUMNS].reset_index(drop=True)
-    return run_df[BASELINE_COLUMNS].reset_index(drop=True)
+        # per-image baselines hold the closed-form methods only; other methods are gated by their cell means
+        run_df = run_df[run_df["method"].isin(set(base_df["method"]))]
+    result = compare(run_df, base_df, tol, per_image=per_image, scope=scope)
+    if not (result["verdict"] != "new").any():
+        raise _nothing_in_common(run_dir, run_df, used[0])
+    outside = base_df.loc[~scope.holds(base_df), CELL].drop_duplicates()
+    return CheckResult(run_dir, used, tol, result, per_image, len(outside), scope.source)
 
 
-def merge_baseline(old: pd.DataFrame, new: pd.DataFrame, keys: list[str]) -> tuple[pd.DataFrame, list[str]]:
-    """`old` with the (method, dataset, protocol) groups of `new` replaced by `new`'s rows; the rows of
-    other methods and datasets are kept. Returns (merged, lines describing the changes).
-
-    Sorted by dataset, protocol, method, scale[, image], so regenerating gives a minimal diff.
-    """
-    group = ["method", "dataset", "protocol"]
-    new_groups = set(_key(new, group))
-    if old.empty:
-        old = pd.DataFrame(columns=new.columns)
-    replaced = pd.Series([g in new_groups for g in _key(old, group)], index=old.index, dtype=bool)
-    kept = old[~replaced]
-    old_by_key = {k: r for k, r in zip(_key(old, keys), old.to_dict("records"), strict=True)}
-    new_keys = set(_key(new, keys))
-
-    def label(k: tuple[object, ...]) -> str:
-        return " ".join(
-            f"x{v}" if c == "scale" else str(v)
-            for c, v in zip(keys, k, strict=True)
-            if not (c == "protocol" and v == "paper")
-        )
-
-    changes = []
-    unchanged = 0
-    for k, r in zip(_key(new, keys), new.to_dict("records"), strict=True):
-        o = old_by_key.get(k)
-        if o is None:
-            changes.append(f"  added    {label(k)}: psnr {r['psnr']:.4f}, ssim {r['ssim']:.5f}")
-            continue
-        moved = [m for m in ("psnr", "ssim", "n_images") if m in r and not _same(o[m], r[m])]
-        if moved:
-            parts = ", ".join(f"{m} {_num(o[m]):.6g} -> {_num(r[m]):.6g}" for m in moved)
-            changes.append(f"  changed  {label(k)}: {parts}")
-        else:
-            unchanged += 1
-    for k in _key(old[replaced], keys):
-        if k not in new_keys:
-            changes.append(f"  removed  {label(k)}: not in this run")
-    if unchanged:
-        changes.append(f"  {unchanged} rows unchanged")
-    if len(kept):
-        changes.append(f"  {len(kept)} rows of other methods or datasets kept as they were")
-    frames = [f for f in (kept, new) if len(f)]
-    merged = pd.concat(frames, ignore_index=True) if frames else new
-    order = ["dataset", "protocol", "method", "scale"] + (["image"] if "image" in keys else [])
-    merged = merged.sort_values(order, kind="stable").reset_index(drop=True)
-    return merged, changes
-
-
-def _same(a: object, b: object) -> bool:
-    x, y = _num(a), _num(b)
-    return (math.isnan(x) and math.isnan(y)) or x == y
-
-
-def _write_baseline(path: Path, df: pd.DataFrame) -> None:
-    # full precision (17 significant digits round-trip a float64): a rewrite without changes is byte-identical
-    atomic_write_text(path, df.to_csv(index=False, float_format="%.17g"))
-
-
-def _update(run_dir: Path, baseline: Path, per_image: bool) -> int:
-    targets = [(baseline, False)]
-    pi_path = per_image_path(baseline)
-    if per_image or pi_path.is_file():
-        targets.append((pi_path, True))  # keep the per-image file in step with the summary one
-    for path, pi in targets:
-        run_df = _read_run(run_dir, pi)
-        new = baseline_from_run(run_df, pi)
-        old = read_baseline(path, pi) if path.is_file() else pd.DataFrame(columns=new.columns)
-        keys = CELL + (["image"] if pi else [])
-        merged, changes = merge_baseline(old, new, keys)
-        _write_baseline(path, merged[PER_IMAGE_COLUMNS if pi else BASELINE_COLUMNS])
-        print(f"updated {path} from {run_dir} ({len(new)} rows of this run, {len(merged)} rows in all):")
-        shown = (
-            changes if len(changes) <= 40 else changes[:30] + [f"  ... and {len(changes) - 30} more lines"]
-        )
-        for line in shown:
-            print(line)
-    print("review the diff (git diff reports/baselines) and commit it with the change that moved the scores")
-    return 0
+def _nothing_in_common(run_dir: Path, run_df: pd.DataFrame, baseline: Path) -> CheckError:
+    run_scope = sorted(set(zip(run_df["dataset"], run_df["protocol"], strict=True)))
+    others = _other_baselines(baseline, {d for d, _ in run_scope})
+    hint = (
+        f"; did you mean --baseline {others[0]}?"
+        if others
+        else f"; add them with 'python -m bench check {run_dir} --baseline {baseline} --update-baseline'"
+    )
+    return CheckError(
+        f"baseline {baseline} has no cells for the run's "
+        f"{', '.join(f'{d} ({p} protocol)' for d, p in run_scope)}: nothing to compare{hint}"
+    )
 
 
 def _other_baselines(baseline: Path, datasets: set[str]) -> list[str]:
@@ -404,70 +424,46 @@ def _other_baselines(baseline: Path, datasets: set[str]) -> list[str]:
     return found
 
 
-def run_check(args: argparse.Namespace) -> int:
-    """`python -m bench check RUN_DIR`: 0 when every cell is within tolerance, 3 on a regression or a
-    missing cell. `--baseline` defaults to reports/baselines/quality.csv (relative to the working folder)."""
-    tolerance = parse_tolerance(args.tolerance)
-    run_dir = Path(args.run_dir)
-    baseline = Path(args.baseline) if args.baseline else DEFAULT_BASELINE
-    if args.update_baseline:
-        return _update(run_dir, baseline, args.per_image)
+# --- updating a baseline from a run ------------------------------------------------------------------
 
-    run_df = _read_run(run_dir, args.per_image)
-    if run_df.empty:
-        raise CheckError(f"{run_dir} holds no scored cells; nothing to check")
-    if not baseline.is_file():
-        raise CheckError(
-            f"baseline {baseline} not found; give --baseline FILE, or create it from this run with "
-            f"'python -m bench check {run_dir} --baseline {baseline} --update-baseline'"
-        )
-    if args.per_image:
-        pi = per_image_path(baseline)
-        if not pi.is_file():
-            raise CheckError(
-                f"per-image baseline {pi} not found; create it with 'python -m bench check {run_dir} "
-                f"--baseline {baseline} --per-image --update-baseline'"
-            )
-        base_df = read_baseline(pi, per_image=True)
-        # per-image baselines hold the closed-form methods only; other methods are gated by their cell means
-        run_df = run_df[run_df["method"].isin(set(base_df["method"]))]
-        baseline = pi
-    else:
-        base_df = read_baseline(baseline)
 
-    result = compare(run_df, base_df, tolerance, per_image=args.per_image)
-    if not (result["verdict"] != "new").any():
-        run_scope = sorted(set(zip(run_df["dataset"], run_df["protocol"], strict=True)))
-        others = _other_baselines(baseline, {d for d, _ in run_scope})
-        hint = (
-            f"; did you mean --baseline {others[0]}?"
-            if others
-            else (
-                f"; add them with 'python -m bench check {run_dir} --baseline {baseline} --update-baseline'"
-            )
-        )
-        raise CheckError(
-            f"baseline {baseline} has no cells for the run's "
-            f"{', '.join(f'{d} ({p} protocol)' for d, p in run_scope)}: nothing to compare{hint}"
-        )
+@dataclass(frozen=True)
+class UpdateResult:
+    """What `update_baseline` wrote; `lines()` is the report the CLI prints."""
 
-    tol_text = ", ".join(f"{m} {tolerance[m]:g}" for m in METRICS)
-    print(f"quality check of {run_dir} against {baseline} (tolerance {tol_text}; higher is better)")
-    # the whole table for cell means (a few dozen lines); only the cells that moved per image
-    table = format_table(result, only_changed=args.per_image)
-    if table:
-        print(table)
-    line = summary_line(result)
-    verdicts = cell_verdicts(result)["verdict"]
-    failing = verdicts.isin(["regression", "missing"]).any()
-    if failing:
-        print(line + " -> FAIL")
-        if (verdicts == "missing").any():
-            print(
-                f"missing cells: the run lacks cells that {baseline} has; run them, or, if they were dropped on "
-                f"purpose, delete their rows from {baseline} (or rerun the method and --update-baseline)",
-                file=sys.stderr,
+    run_dir: Path
+    files: tuple[BaselineUpdate, ...] = field(default_factory=tuple)
+
+    def lines(self, limit: int = 40) -> list[str]:
+        out = []
+        for f in self.files:
+            out.append(
+                f"updated {f.path} from {self.run_dir} ({f.run_rows} rows of this run, {f.total_rows} rows in all):"
             )
-        return 3
-    print(line + " -> pass")
-    return 0
+            changes = list(f.changes)
+            if len(changes) > limit:
+                changes = changes[: limit - 10] + [f"  ... and {len(changes) - (limit - 10)} more lines"]
+            out.extend(changes)
+        paths = " ".join(str(f.path) for f in self.files)
+        out.append(f"review the diff (git diff {paths}) and commit it with the change that moved the scores")
+        return out
+
+
+def update_baseline(run_dir: Path, baseline: Path | None = None, per_image: bool = False) -> UpdateResult:
+    """Rewrite the baseline from the run in `run_dir`: its (method, dataset, protocol) groups replace
+    the baseline's, other rows are kept; the per-image companion follows when it exists or `per_image`.
+
+    `baseline` None updates the committed baseline of each dataset of the run (`default_baseline`).
+    Every file is read and merged before any is written, so a refusal leaves them all as they were.
+    Returns an UpdateResult; prints nothing. Raises CheckError on failed cells or a malformed file.
+    """
+    summary = read_run_file(run_dir, per_image=False)
+    plans = []
+    for path, datasets in _baselines_for(summary["dataset"], baseline):
+        pi_path = per_image_path(path)
+        plans.append(plan_update(run_dir, path, False, datasets))
+        if per_image or pi_path.is_file():
+            plans.append(plan_update(run_dir, pi_path, True, datasets))  # keep it in step with the summary
+    for update, rows in plans:
+        write_baseline(update.path, rows)
+    return UpdateResult(run_dir, tuple(update for update, _ in plans))

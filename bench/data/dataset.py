@@ -21,7 +21,7 @@ from bench.data.images import (
     modcrop,
 )
 from bench.data.manifests import canonical_name, dataset_manifests, expected_files, unknown_dataset
-from bench.data.paths import cache_dir, data_paths
+from bench.data.paths import cache_dir, data_paths, offline
 from bench.errors import DataError
 
 __all__ = ["Dataset", "open_dataset", "SAMPLE_FILES", "LAYOUTS"]
@@ -227,11 +227,12 @@ def open_dataset(name: str | Path, *, download: bool = True) -> Dataset:
         hashes = cached_hashes(cached)
         if hashes or any(sha for _, sha in expected):
             return build(cached, "cache", hashes)
-    if not download:
+    if not download or offline():
         looked = ", ".join(layout.format(folder=m["folder"]) + "/" for layout in LAYOUTS)
+        why = "SRBENCH_OFFLINE=1 forbids downloading; " if download else ""
         raise DataError(
             f"dataset {key} is not available locally (looked for {looked} under each SRBENCH_DATA_PATH folder "
-            f"and in the cache); " + OFFLINE_FIX.format(name=key)
+            f"and in the cache); {why}" + OFFLINE_FIX.format(name=key)
         )
     fetch(key)
     return build(cached, "download", cached_hashes(cached))

@@ -135,7 +135,8 @@ def load_rgb(path: Path | str, data: bytes | None = None) -> tuple[np.ndarray, b
         raise DataError(f"{path}: file not found") from exc
     except (OSError, ValueError, SyntaxError) as exc:
         size = len(data) if data is not None else (path.stat().st_size if path.exists() else 0)
-        what = "empty file" if size == 0 else f"not a readable image ({exc})"
+        detail = str(exc).split(" <")[0]  # Pillow names the in-memory buffer: not useful to the user
+        what = "empty file" if size == 0 else f"not a readable image ({detail})"
         raise DataError(f"{path.name}: {what}; replace or remove the file") from exc
     if arr.ndim == 2:
         arr = np.repeat(arr[:, :, None], 3, axis=2)

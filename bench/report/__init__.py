@@ -8,7 +8,7 @@ from bench.errors import UsageError
 from bench.report.plots import method_colors, plot_gain_over_bicubic, plot_psnr_vs_latency
 from bench.report.published import load_published
 from bench.report.render import ReportContent, header_fields, render_html, render_markdown
-from bench.report.rundata import load_run
+from bench.report.rundata import Run, load_run
 from bench.report.stats import column_leads, dataset_cis
 from bench.report.tables import (
     ci_table,
@@ -69,6 +69,13 @@ def write_report(
     cis = dataset_cis(ok)
     leads = column_leads(run.summary, ok)
 
+    if run.summary.empty:  # a latency-only run: its report is the cost table
+        return _write(run, ReportContent(title="Super-resolution benchmark report (latency)",
+                                         header=header_fields(run), paper=None, leads=None, cis=None,
+                                         published=None, cost=cost_table(run), figures=[],
+                                         figure_notes=["This run measured latency only (--pass latency): "
+                                                       "no quality tables or figures."],
+                                         per_image=[], failures=failures_table(run), n_failed=0))  # fmt: skip
     figures: list[FigureRef] = []
     notes: list[str] = []
     path = fig_dir / "psnr_vs_latency.png"
@@ -116,9 +123,13 @@ def write_report(
         failures=failures_table(run),
         n_failed=len(run.failed_quality),
     )
+    return _write(run, content)
+
+
+def _write(run: Run, content: ReportContent) -> dict[str, Path]:
     md_path, html_path = run.path / "report.md", run.path / "report.html"
     md_path.write_text(render_markdown(content, run.path), encoding="utf-8")
     html_path.write_text(render_html(content), encoding="utf-8")
     written = {"report.md": md_path, "report.html": html_path}
-    written.update({f.path.relative_to(run.path).as_posix(): f.path for f in figures})
+    written.update({f.path.relative_to(run.path).as_posix(): f.path for f in content.figures})
     return written

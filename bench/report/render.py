@@ -37,9 +37,9 @@ class ReportContent:
 
     title: str
     header: list[tuple[str, str]]
-    paper: Table
-    leads: Table
-    cis: Table
+    paper: Table | None
+    leads: Table | None
+    cis: Table | None
     published: Table | None
     cost: Table | None
     figures: list[FigureRef]

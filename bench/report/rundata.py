@@ -44,6 +44,7 @@ class Run:
     methods: pd.DataFrame | None
     env: dict[str, Any] = field(default_factory=dict)
     config: dict[str, Any] = field(default_factory=dict)
+    problems: list[str] = field(default_factory=list)  # files the run skipped, "dataset/image: reason"
 
     def _ordered(self, column: str) -> list[str]:
         """Values of `column` in the order the run asked for them (config.json), else first appearance."""
@@ -97,7 +98,9 @@ class Run:
 def _read_csv(path: Path, required: tuple[str, ...]) -> pd.DataFrame:
     try:
         frame = pd.read_csv(path)
-    except (OSError, pd.errors.ParserError, pd.errors.EmptyDataError) as exc:
+    except pd.errors.EmptyDataError:
+        return pd.DataFrame(columns=list(required))  # a table with no rows (e.g. no method to describe)
+    except (OSError, pd.errors.ParserError) as exc:
         raise UsageError(f"cannot read {path}: {exc}; re-run 'python -m bench run' to rewrite it") from exc
     missing = [c for c in required if c not in frame.columns]
     if missing:
@@ -142,4 +145,15 @@ def load_run(run_dir: str | Path) -> Run:
         methods=_read_csv(methods_path, ("name", "scale")) if methods_path.is_file() else None,
         env=_read_json(path / "env.json"),
         config=_read_json(path / "config.json"),
+        problems=_read_problems(path / "problems.json"),
     )
+
+
+def _read_problems(path: Path) -> list[str]:
+    if not path.is_file():
+        return []
+    try:
+        data = json.loads(path.read_text("utf-8"))
+    except (OSError, json.JSONDecodeError):
+        return [f"{path.name} is unreadable: the list of skipped files is lost"]
+    return [str(p) for p in data] if isinstance(data, list) else []

@@ -414,11 +414,17 @@ def per_image_tables(run: Run) -> list[tuple[str, Table]]:
 
 
 def failures_table(run: Run) -> Table | None:
-    """Rows whose status is not ok, with their error message; None when nothing failed."""
+    """Rows whose status is not ok, with their error message, and the files the run skipped (with why);
+    None when nothing failed."""
     failed = run.failed_quality
-    if failed.empty:
+    if failed.empty and not run.problems:
         return None
     rows = []
+    for problem in run.problems:
+        where, _, reason = problem.partition(": ")
+        dataset, _, image = where.partition("/")
+        rows.append([Cell.of("—"), Cell.of(dataset_label(dataset)), Cell.of(image), Cell.of("skipped"),
+                     Cell.of(reason)])  # fmt: skip
     for _, r in failed.iterrows():
         error = r.get("error", "")
         rows.append(

@@ -92,12 +92,30 @@ def parse_crop(text: str) -> CropSpec:
 
 def default_hr_loader(dataset: str, image: str, scale: int) -> np.ndarray:
     """HR image from the data layer (`bench.data`), modcropped: HxWx3 uint8 RGB. Raises DataError."""
+    return _hr_from(dataset, dataset, image, scale)
+
+
+def run_hr_loader(run: Run) -> HrLoader:
+    """The HR loader of a run: each dataset is read where the run found it (config.json records the
+    folder), never from whatever folder of that name the working directory holds."""
+    resolved = run.config.get("datasets_resolved", {})
+
+    def load(dataset: str, image: str, scale: int) -> np.ndarray:
+        entry = resolved.get(dataset) if isinstance(resolved, dict) else None
+        if isinstance(entry, dict) and entry.get("origin") == "folder" and entry.get("root"):
+            return _hr_from(str(entry["root"]), dataset, image, scale)
+        return _hr_from(dataset, dataset, image, scale)
+
+    return load
+
+
+def _hr_from(source: str, dataset: str, image: str, scale: int) -> np.ndarray:
     from bench import data  # lazy: the report itself never needs the data layer unless it draws crops
 
-    for sample in data.open_dataset(dataset).images():
+    for sample in data.open_dataset(source).images():
         if image in (sample.name, Path(sample.name).stem):
             return np.asarray(data.modcrop(sample.rgb, scale))
-    raise DataError(f"image {image!r} is not in dataset {dataset!r}: cannot draw its crop")
+    raise DataError(f"image {image!r} is not in dataset {dataset!r} ({source}): cannot draw its crop")
 
 
 def sr_image_path(run_dir: Path, method: str, dataset: str, scale: int, image: str) -> Path:
@@ -261,7 +279,7 @@ def visual_comparisons(
     showing the image and window where the methods' outputs differ most. With `crop`: that image,
     at the given window (or the chosen one when `crop.y` is None).
     """
-    loader = hr_loader or default_hr_loader
+    loader = hr_loader or run_hr_loader(run)
     figures: list[FigureRef] = []
     notes: list[str] = []
     if crop is not None:
