@@ -374,38 +374,41 @@ def outside_a_checkout(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     returns the user data folder, redirected into tmp_path."""
     import platformdirs
 
-    import bench.train.config
+    import bench.data.paths
     from methods import _torchsr
 
     site = tmp_path / "site-packages"
     (site / "methods" / "weights").mkdir(parents=True)
     user = tmp_path / "user-data" / "srbench"
-    monkeypatch.setattr(bench.train.config, "_PACKAGE_PARENT", site)
+    monkeypatch.setattr(bench.data.paths, "PACKAGE_PARENT", site)
     monkeypatch.setattr(_torchsr, "WEIGHTS_DIR", site / "methods" / "weights")
     monkeypatch.setattr(platformdirs, "user_data_dir", lambda *a, **k: str(user))
     return user
 
 
 def test_source_checkout_needs_pyproject_and_git(tmp_path: Path) -> None:
-    from bench.train.config import source_checkout
+    from bench.data.paths import source_checkout
 
     assert not source_checkout(tmp_path)
-    (tmp_path / "pyproject.toml").write_text("[project]\n")
+    (tmp_path / "pyproject.toml").write_text('[project]\nname = "srbench"\n')
     assert not source_checkout(tmp_path)  # an sdist or a copy without history
     (tmp_path / ".git").mkdir()
     assert source_checkout(tmp_path)
+    (tmp_path / "pyproject.toml").write_text('[project]\nname = "someone-elses"\n')
+    assert not source_checkout(tmp_path)  # a venv inside another project's repository
 
 
 def test_install_writes_to_methods_weights_only_in_a_checkout(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    import bench.data.paths
     import bench.train.config
     from bench.train import install_dir
     from methods import _torchsr
 
-    (tmp_path / "pyproject.toml").write_text("[project]\n")
+    (tmp_path / "pyproject.toml").write_text('[project]\nname = "srbench"\n')
     (tmp_path / ".git").mkdir()
-    monkeypatch.setattr(bench.train.config, "_PACKAGE_PARENT", tmp_path)
+    monkeypatch.setattr(bench.data.paths, "PACKAGE_PARENT", tmp_path)
     assert install_dir() == _torchsr.WEIGHTS_DIR
     assert (
         bench.train.config.make_plan(TrainConfig("espcn", 2)).out_dir == tmp_path / "train_runs" / "espcn_x2"

@@ -13,6 +13,8 @@ import platformdirs
 from bench.errors import DataError, UsageError
 
 __all__ = [
+    "source_checkout",
+    "PACKAGE_PARENT",
     "data_paths",
     "weights_paths",
     "cache_dir",
@@ -25,6 +27,20 @@ __all__ = [
 ]
 
 _TRUE, _FALSE = ("1", "true", "yes", "on"), ("", "0", "false", "no", "off")
+# the folder holding the `bench` package: the repository root in a checkout, site-packages when installed
+PACKAGE_PARENT = Path(__file__).resolve().parents[2]
+
+
+def source_checkout(root: Path | None = None) -> bool:
+    """True when `root` (default: the folder holding the `bench` package) is a git checkout of srbench itself:
+    it holds .git and a pyproject.toml naming the `srbench` distribution. An installed package is not, even
+    when the environment it is installed in lives inside some other git repository."""
+    root = PACKAGE_PARENT if root is None else root
+    try:
+        text = (root / "pyproject.toml").read_text(encoding="utf-8")
+    except OSError:
+        return False
+    return (root / ".git").exists() and 'name = "srbench"' in text
 
 
 def _path_list(var: str) -> list[Path]:

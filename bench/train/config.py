@@ -12,6 +12,8 @@ from typing import Any
 import platformdirs
 
 import methods
+from bench.data import paths
+from bench.data.paths import source_checkout
 from bench.errors import MethodError, UsageError, did_you_mean
 
 __all__ = [
@@ -37,8 +39,6 @@ INIT_TEXT = {
     "the other filters random (torch defaults)",
 }
 
-# the folder above the `bench` package: a source checkout when it holds pyproject.toml and .git
-_PACKAGE_PARENT = Path(__file__).resolve().parents[2]
 
 
 @dataclass(frozen=True)
@@ -158,17 +158,10 @@ def training_defaults(method: str) -> TrainingDefaults:
     return record
 
 
-def source_checkout(root: Path | None = None) -> bool:
-    """True when `root` (by default the folder holding the `bench` package) is a source checkout:
-    it holds pyproject.toml and .git. An installed package (site-packages) is not."""
-    root = _PACKAGE_PARENT if root is None else root
-    return (root / "pyproject.toml").is_file() and (root / ".git").exists()
-
-
 def _default_out_dir(method: str, scale: int) -> Path:
     # never inside site-packages: a checkout keeps its runs beside the code, an installed package in the user's folder
     parent = (
-        _PACKAGE_PARENT if source_checkout() else Path(platformdirs.user_data_dir("srbench", appauthor=False))
+        paths.PACKAGE_PARENT if source_checkout() else Path(platformdirs.user_data_dir("srbench", appauthor=False))
     )
     return parent / "train_runs" / f"{method}_x{scale}"
 
