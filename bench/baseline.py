@@ -51,7 +51,7 @@ class CheckError(BenchError):
 
 
 def per_image_path(baseline: Path) -> Path:
-    """`reports/baselines/quality.csv` -> `reports/baselines/quality.per_image.csv`."""
+    """`bench/baselines/quality.csv` -> `bench/baselines/quality.per_image.csv`."""
     return baseline.with_name(f"{baseline.stem}.per_image.csv")
 
 

@@ -57,8 +57,9 @@ __all__ = [
     "update_baseline",
 ]
 
-# the committed baselines, relative to the working folder; the only place that names this folder
-BASELINE_DIR = Path("reports/baselines")
+# the committed baselines: package data, so `bench check` finds them from any folder and in an installed
+# srbench; the only place that names this folder
+BASELINE_DIR = Path(__file__).resolve().parent / "baselines"
 SAMPLE_DATASET = "sample"  # the built-in images, gated by their own file (`sample.csv`)
 DEFAULT_TOLERANCE = {"psnr": 0.01, "ssim": 0.0005}
 COMPARE_COLUMNS = [*CELL, "metric", "baseline", "run", "delta", "verdict"]

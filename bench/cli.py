@@ -5,13 +5,23 @@ from __future__ import annotations
 import argparse
 import os
 import shlex
+import signal
 import sys
+import threading
 from datetime import UTC, datetime
 from pathlib import Path
 
 from bench.errors import BenchError, UsageError
 
 EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_REGRESSION = 0, 1, 2, 3
+EXIT_INTERRUPTED, EXIT_TERMINATED = 130, 143  # 128 + SIGINT, 128 + SIGTERM, as shells report them
+_signals = {"terminated": False}
+
+
+def _on_sigterm(signum: int, frame: object) -> None:
+    # SIGTERM (a job scheduler, `kill`) ends a run like Ctrl-C: rows kept, the resume command printed
+    _signals["terminated"] = True
+    raise KeyboardInterrupt
 
 
 class _Parser(argparse.ArgumentParser):
@@ -101,6 +111,7 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument(
         "--force", action="store_true", help="replace the run already in --out (its rows are lost)"
     )
+    r.add_argument("--weights", metavar="FILE", help="one learned method, one scale, these weights")
     r.add_argument("--no-progress", action="store_true")
 
     rep = sub.add_parser("report", help="(re)write report.md/report.html of a run folder")
@@ -130,6 +141,7 @@ def build_parser() -> argparse.ArgumentParser:
     from bench.train import add_train_arguments  # torch-free: torch is imported when training starts
 
     add_train_arguments(sub.add_parser("train", help="train a learned method (weights + model card)"))
+    _add_upscale_parser(sub)
     return p
 
 
@@ -224,7 +236,6 @@ def _resume_request(args: argparse.Namespace) -> dict:
 
 
 def _cmd_run(args: argparse.Namespace, argv: list[str]) -> int:
-    from bench.registry import create_method, list_methods
     from bench.runner import DEFAULT_DATASETS, RunRequest, run
 
     saved = _resume_request(args)
@@ -236,10 +247,8 @@ def _cmd_run(args: argparse.Namespace, argv: list[str]) -> int:
     )
     if not methods:
         raise UsageError("no methods given; use --methods all or e.g. --methods bicubic,srcnn")
-    known = list_methods()
-    for m in methods:
-        if not m.startswith("dir:") and m not in known:
-            create_method(m, scale=2, device="cpu")  # raises the did-you-mean error
+    scales = _scales(args.scales) if args.scales is not None else saved.get("scales", [2, 3, 4])
+    methods, weights = _run_methods(args, saved, methods, scales)
     passes = _csv(args.passes) if args.passes is not None else saved.get("passes", ["quality", "latency"])
     out = Path(args.resume or args.out or Path("reports/runs") / datetime.now(UTC).strftime("%Y%m%d-%H%M%S"))
     req = RunRequest(
@@ -248,7 +257,7 @@ def _cmd_run(args: argparse.Namespace, argv: list[str]) -> int:
         if args.datasets
         else saved.get("datasets", list(DEFAULT_DATASETS)),
         datasets_defaulted=args.datasets is None and saved.get("datasets_defaulted", True),
-        scales=_scales(args.scales) if args.scales is not None else saved.get("scales", [2, 3, 4]),
+        scales=scales,
         passes=passes,
         protocol=str(pick(args.protocol, "protocol", "paper")),
         channel=pick(args.channel, "channel", None),
@@ -262,6 +271,7 @@ def _cmd_run(args: argparse.Namespace, argv: list[str]) -> int:
         report=not args.no_report,
         resume=args.resume is not None,
         force=args.force,
+        weights=weights,
         command="python -m bench " + " ".join(shlex.quote(a) for a in argv),
     )
     outcome = run(req, progress=not args.no_progress and sys.stderr.isatty())
@@ -286,11 +296,12 @@ def _cmd_run(args: argparse.Namespace, argv: list[str]) -> int:
         )
     print(f"results: {out}")
     if outcome.interrupted:
+        what = "terminated (SIGTERM)" if _signals["terminated"] else "interrupted"
         print(
-            f"interrupted: rows computed so far are saved; continue with 'python -m bench run ... --resume {out}'",
+            f"{what}: rows computed so far are saved; continue with 'python -m bench run --resume {out}'",
             file=sys.stderr,
         )
-        return 130
+        return EXIT_TERMINATED if _signals["terminated"] else EXIT_INTERRUPTED
     if outcome.failed:
         n_fail = int((outcome.quality["status"] == "failed").sum()) if not outcome.quality.empty else 0
         print(
@@ -300,6 +311,28 @@ def _cmd_run(args: argparse.Namespace, argv: list[str]) -> int:
         )
         return EXIT_ERROR
     return EXIT_OK
+
+
+def _run_methods(
+    args: argparse.Namespace, saved: dict, methods: list[str], scales: list[int]
+) -> tuple[list[str], str | None]:
+    """The run's methods, checked, and its weights file (absolute) or None.
+
+    With --weights (or the resumed run's) the one method is labelled `<method>@<file stem>` and the
+    file is loaded once here, so a file that does not fit is one line before any work.
+    """
+    from bench.registry import create_method, list_methods
+    from bench.upscale import weights_methods
+
+    weights = args.weights if args.weights is not None else saved.get("weights")
+    if weights is not None:
+        weights = str(Path(weights).resolve())
+        return weights_methods(methods, scales, weights), weights
+    known = list_methods()
+    for m in methods:
+        if not m.startswith("dir:") and m not in known:
+            create_method(m, scale=2, device="cpu")  # raises the did-you-mean error
+    return methods, None
 
 
 def _summary_table(summary: object) -> str:
@@ -354,6 +387,51 @@ def _cmd_check(args: argparse.Namespace) -> int:
     return EXIT_OK if result.passed else EXIT_REGRESSION
 
 
+def _add_upscale_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    up = sub.add_parser("upscale", help="super-resolve your own images (a file or a folder) with one method")
+    up.add_argument("source", metavar="IN", help="an image file or a folder of images")
+    up.add_argument(
+        "dest", metavar="OUT", help="a .png file or a folder (created); inputs are never replaced"
+    )
+    up.add_argument("--method", required=True, help="a method name, e.g. bicubic, srcnn, espcn")
+    up.add_argument("--scale", required=True, help="an integer 2..8")
+    up.add_argument("--device", default="auto", help="auto (default), cpu or cuda")
+    up.add_argument(
+        "--tile",
+        type=int,
+        default=None,
+        help="run learned methods in overlapping tiles of N pixels (default: tiles only above 4 MP of LR)",
+    )
+    up.add_argument("--weights", default=None, metavar="FILE", help="a weights file for the learned method")
+    up.add_argument("--no-progress", action="store_true")
+
+
+def _cmd_upscale(args: argparse.Namespace) -> int:
+    from bench.upscale import UpscaleRequest, upscale_images
+
+    scales = _scales(args.scale)
+    if len(scales) != 1:
+        raise UsageError(f"--scale takes one integer, got {args.scale!r}; e.g. --scale 4")
+    if args.tile is not None and args.tile < 1:
+        raise UsageError(f"--tile must be a positive number of pixels, got {args.tile}")
+    req = UpscaleRequest(Path(args.source), Path(args.dest), args.method, scales[0], device=args.device,
+                         tile=args.tile, weights=args.weights)  # fmt: skip
+    result = upscale_images(req, progress=not args.no_progress and sys.stderr.isatty())
+    for line in result.failed:
+        print(f"skipped: {line}", file=sys.stderr)
+    if result.written:
+        where = result.written[0] if len(result.written) == 1 else req.dest
+        tiled = f" ({result.tiled} in tiles)" if result.tiled else ""
+        print(f"{result.method} x{req.scale}: {len(result.written)} image(s) written{tiled}: {where}")
+    if result.failed:
+        print(
+            f"error: {len(result.failed)} of {result.total} image(s) failed; see the lines above",
+            file=sys.stderr,
+        )
+        return EXIT_ERROR
+    return EXIT_OK
+
+
 def _cmd_train(args: argparse.Namespace) -> int:
     from bench.train import run_train
 
@@ -366,6 +444,17 @@ def main(argv: list[str] | None = None) -> int:
     # must be set before torch allocates; recorded in env.json and every latency row
     os.environ.setdefault("THP_MEM_ALLOC_ENABLE", "1")
     show_tb = "--traceback" in argv or os.environ.get("SRBENCH_TRACEBACK") == "1"
+    _signals["terminated"] = False
+    in_main = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGTERM, _on_sigterm) if in_main else None
+    try:
+        return _dispatch(argv, show_tb)
+    finally:
+        if in_main:
+            signal.signal(signal.SIGTERM, previous)
+
+
+def _dispatch(argv: list[str], show_tb: bool) -> int:
     try:
         args = build_parser().parse_args(argv)
         if args.command == "list":
@@ -380,6 +469,8 @@ def main(argv: list[str] | None = None) -> int:
             return _cmd_check(args)
         if args.command == "train":
             return _cmd_train(args)
+        if args.command == "upscale":
+            return _cmd_upscale(args)
         raise UsageError(f"unknown command {args.command!r}")
     except BenchError as exc:
         if show_tb:
@@ -387,5 +478,5 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return exc.exit_code
     except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
-        return 130
+        print("terminated (SIGTERM)" if _signals["terminated"] else "interrupted", file=sys.stderr)
+        return EXIT_TERMINATED if _signals["terminated"] else EXIT_INTERRUPTED

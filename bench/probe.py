@@ -13,7 +13,17 @@ import time
 from pathlib import Path
 from typing import Any
 
-__all__ = ["probe_env", "matmul_gflops", "cpu_model", "git_commit", "thp_setting"]
+from bench.data.paths import source_checkout
+
+__all__ = [
+    "probe_env",
+    "matmul_gflops",
+    "cpu_model",
+    "git_commit",
+    "thp_setting",
+    "srbench_version",
+    "plugin_distributions",
+]
 
 
 def probe_env(*, measure: bool = True) -> dict[str, Any]:
@@ -29,7 +39,10 @@ def probe_env(*, measure: bool = True) -> dict[str, Any]:
     affinity = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None
     env: dict[str, Any] = {
         "date_utc": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
-        "git_commit": git_commit(),
+        "srbench": srbench_version(),
+        # the commit only when srbench runs from its own checkout: an installed copy has none of its own
+        "git_commit": git_commit() if source_checkout() else None,
+        "plugins": plugin_distributions(),
         "python": sys.version.split()[0],
         "torch": torch.__version__,
         "numpy": np.__version__,
@@ -49,6 +62,31 @@ def probe_env(*, measure: bool = True) -> dict[str, Any]:
         "matmul_gflops": matmul_gflops() if measure else None,
     }
     return env
+
+
+def srbench_version() -> str:
+    """The installed srbench distribution's version (the package's own when it is not installed)."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("srbench")
+    except PackageNotFoundError:
+        from bench import __version__
+
+        return __version__
+
+
+def plugin_distributions() -> dict[str, str]:
+    """Entry point name -> 'distribution version' of every third-party method plugin installed."""
+    from importlib.metadata import entry_points
+
+    from bench.registry import ENTRY_POINT_GROUP
+
+    out = {}
+    for ep in entry_points(group=ENTRY_POINT_GROUP):
+        dist = ep.dist
+        out[ep.name] = f"{dist.name} {dist.version}" if dist is not None else "unknown distribution"
+    return out
 
 
 def thp_setting() -> str:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import re
@@ -22,6 +23,7 @@ from bench.evaluate import big_enough, infer, row_base, score_output, summarise
 from bench.protocol import Protocol, get_protocol
 from bench.registry import create_method, resolve_device
 from bench.store import QUALITY_COLUMNS, SUMMARY_COLUMNS, RunStore
+from bench.upscale import UserWeightsMethod, build_method
 
 __all__ = ["RunRequest", "RunOutcome", "run", "summarise", "DEFAULT_DATASETS"]
 
@@ -49,6 +51,9 @@ class RunRequest:
     force: bool = False  # replace the run already in `out`
     command: str = ""
     datasets_defaulted: bool = False
+    # --weights: a weights file for the run's one method and scale; `methods` then holds its label
+    # `<method>@<file stem>` (bench.upscale.weights_methods checks and labels)
+    weights: str | None = None
 
 
 @dataclass
@@ -136,6 +141,7 @@ def _save_png(path: Path, img: np.ndarray) -> None:
     atomic_write_png(path, img)
 
 
+MAX_SKIP_LINES = 20  # skipped files named one per line; the rest are counted (problems.json lists all)
 OOM_TILE = 128  # LR pixels per tile when a whole image does not fit in memory
 
 
@@ -152,10 +158,10 @@ def _upscale_or_tile(
     method: Any, sample: Sample, protocol: Protocol, name: str, log: Log
 ) -> tuple[Any, tuple[int, ...], float]:
     """`_upscale`; out of memory on a method that can tile (a `tile` attribute, None when untiled): retried
-    once with `create_method(name, ..., tile=OOM_TILE)`. Raises what the method raised otherwise."""
+    once with `tile=OOM_TILE` (the same weights file). Raises what the method raised otherwise."""
     try:
         return infer(method, sample, protocol)
-    except (Exception, MemoryError) as exc:
+    except (Exception, MemoryError, SystemExit) as exc:
         if not (_is_oom(exc) and hasattr(method, "tile") and method.tile is None):
             raise
         oom = exc
@@ -164,7 +170,10 @@ def _upscale_or_tile(
         f"retrying with tile={OOM_TILE}"
     )
     try:
-        tiled = create_method(name, scale=sample.scale, device=method.device, tile=OOM_TILE)
+        if isinstance(method, UserWeightsMethod):
+            tiled: Any = method.rebuild(tile=OOM_TILE)
+        else:
+            tiled = create_method(name, scale=sample.scale, device=method.device, tile=OOM_TILE)
     except Exception:  # noqa: BLE001 - cannot tile after all: report the memory error
         raise oom from None
     return infer(tiled, sample, protocol)
@@ -232,7 +241,13 @@ def _run_passes(
 
         names = [m for m in req.methods if not m.startswith("dir:")]
         lat, lat_infos = latency_pass(
-            names, req.scales, device=device, sizes=req.sizes, progress=progress, log=log
+            names,
+            req.scales,
+            device=device,
+            sizes=req.sizes,
+            progress=progress,
+            log=log,
+            build=lambda name, scale: build_method(name, scale=scale, device=device, weights=req.weights),
         )
         store.write_csv("latency.csv", lat)
         outcome.latency = lat
@@ -263,6 +278,8 @@ class _QualityPass:
     def __init__(self, req: RunRequest, protocol: Protocol, device: str, store: RunStore, log: Log) -> None:
         self.req, self.protocol, self.device, self.store, self.log = req, protocol, device, store, log
         journal = store.read_rows() if req.resume else []
+        if store.skipped_lines:
+            log(f"note: {store.skipped_lines} malformed line(s) of {store.journal} skipped; their images are recomputed")
         self.done = {_row_key(r): r for r in journal if r.get("status") == "ok"}
         self.rows: list[dict[str, Any]] = []
         self.methods: dict[tuple[str, int], Any] = {}
@@ -288,10 +305,10 @@ class _QualityPass:
         key = (name, scale)
         if key not in self.methods and key not in self.build_errors:
             try:
-                built = create_method(name, scale=scale, device=self.device)
+                built = build_method(name, scale=scale, device=self.device, weights=self.req.weights)
                 built.info()  # a broken info() fails this method's cells, not the whole run
                 self.methods[key] = built
-            except Exception as exc:  # noqa: BLE001 - create_method raises BenchError; info() anything
+            except (Exception, SystemExit) as exc:  # noqa: BLE001 - create_method raises BenchError; info() anything
                 err = str(exc) if isinstance(exc, BenchError) else f"{type(exc).__name__}: {exc}"
                 self.build_errors[key] = err
                 self.log(f"error: {name} x{scale}: {err}")
@@ -314,7 +331,7 @@ class _QualityPass:
         else:
             try:
                 raw, expected, seconds = _upscale_or_tile(method, sample, self.protocol, name, self.log)
-            except (Exception, MemoryError) as exc:
+            except (Exception, MemoryError, SystemExit) as exc:  # a plugin's sys.exit() fails its cell only
                 self.pending.append((None, _failed(base, exc, self.log)))
             else:
                 self.pending.append((self.pool.submit(_finish, raw, expected, seconds, *args), None))
@@ -367,9 +384,11 @@ class _QualityPass:
             total=total, desc="quality", unit="img", disable=not progress, file=sys.stderr, leave=False
         )
         try:
-            for ds in datasets:
-                self.dataset(ds, outcome)
-            self.drain(0)
+            # a method's prints go to stderr: stdout carries the results table only
+            with contextlib.redirect_stdout(sys.stderr):
+                for ds in datasets:
+                    self.dataset(ds, outcome)
+                self.drain(0)
         except KeyboardInterrupt:
             outcome.interrupted = True
             self.interrupted(datasets)
@@ -379,8 +398,11 @@ class _QualityPass:
         self.tables(outcome)
 
     def tables(self, outcome: RunOutcome) -> None:
-        for p in dict.fromkeys(outcome.problems):
+        unique = list(dict.fromkeys(outcome.problems))
+        for p in unique[:MAX_SKIP_LINES]:
             self.log(f"skipped: {p}")
+        if len(unique) > MAX_SKIP_LINES:  # thousands of bad files must not bury the results
+            self.log(f"skipped: {len(unique) - MAX_SKIP_LINES} more file(s); all are listed in problems.json")
         outcome.problems = list(dict.fromkeys(outcome.problems))
         quality = pd.DataFrame(self.rows, columns=QUALITY_COLUMNS + ["seconds"])
         quality["psnr"] = pd.to_numeric(quality["psnr"])
@@ -441,6 +463,6 @@ def _run_one(
 ) -> dict[str, Any]:
     try:
         raw, expected, seconds = _upscale_or_tile(method, sample, protocol, base["method"], log)
-    except (Exception, MemoryError) as exc:  # any method bug becomes a failed cell, the run goes on
+    except (Exception, MemoryError, SystemExit) as exc:  # any method bug becomes a failed cell, the run goes on
         return _failed(base, exc, log)
     return _finish(raw, expected, seconds, sample, protocol, base, to_save, store, log)

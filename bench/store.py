@@ -68,6 +68,7 @@ class RunStore:
     def __init__(self, out_dir: Path | str) -> None:
         self.dir = Path(out_dir)
         self.journal = self.dir / "quality.jsonl"
+        self.skipped_lines = 0
 
     def create(self) -> None:
         """Make the folder and check it is writable, before anything is computed. Raises UsageError."""
@@ -144,17 +145,21 @@ class RunStore:
             self._lock_fd = None
 
     def read_rows(self) -> list[dict[str, Any]]:
+        """The journal's rows; lines that are not a well-formed row (hand-edited, foreign, torn) are skipped
+        and counted in `skipped_lines`, so their images are simply computed again."""
+        self.skipped_lines = 0
         if not self.journal.exists():
             return []
         rows = []
-        with open(self.journal, encoding="utf-8") as f:
+        with open(self.journal, encoding="utf-8", errors="replace") as f:
             for line in f:
                 if not line.endswith("\n"):
                     break  # a half-written last line from an interrupted run
-                try:
-                    rows.append(json.loads(line))
-                except ValueError:
-                    continue
+                row = _parse_row(line)
+                if row is None:
+                    self.skipped_lines += 1
+                else:
+                    rows.append(row)
         return rows
 
     def append_rows(self, rows: Iterable[dict[str, Any]]) -> None:
@@ -193,6 +198,26 @@ class RunStore:
     def read_json(self, name: str) -> Any:
         with open(self.dir / name, encoding="utf-8") as f:
             return json.load(f)
+
+
+_KEY_FIELDS = {"method": str, "dataset": str, "image": str, "protocol": str, "status": str}
+
+
+def _parse_row(line: str) -> dict[str, Any] | None:
+    """A journal line as a row, or None when it is not one (not JSON, not an object, key fields or scores bad)."""
+    try:
+        row = json.loads(line)
+    except ValueError:
+        return None
+    if not isinstance(row, dict) or not all(isinstance(row.get(k), t) for k, t in _KEY_FIELDS.items()):
+        return None
+    try:
+        row["scale"] = int(row["scale"])
+        if row["status"] == "ok":
+            row["psnr"], row["ssim"] = float(row["psnr"]), float(row["ssim"])
+    except (KeyError, TypeError, ValueError):
+        return None
+    return row
 
 
 def _clean(row: dict[str, Any]) -> dict[str, Any]:

@@ -354,7 +354,7 @@ def test_compare_verdicts_follow_the_tolerance() -> None:
 
 @pytest.mark.parametrize("name", ["sample.csv", "quality.csv"])
 def test_committed_baseline_is_well_formed(name: str) -> None:
-    path = REPO / "reports" / "baselines" / name
+    path = REPO / "bench" / "baselines" / name
     if not path.is_file():
         pytest.skip(f"{path} not committed yet")
     df = pd.read_csv(path)

@@ -47,6 +47,7 @@ class ReportContent:
     per_image: list[tuple[str, Table]]
     failures: Table | None
     n_failed: int = 0
+    budget: Table | None = None  # which model for which budget
 
 
 def _text(value: object, default: str = "unknown") -> str:
@@ -79,9 +80,13 @@ def header_fields(run: Run) -> list[tuple[str, str]]:
             pass
     versions = ", ".join(
         f"{name} {env[key]}"
-        for name, key in (("Python", "python"), ("torch", "torch"), ("NumPy", "numpy"), ("SciPy", "scipy"))
+        for name, key in (("srbench", "srbench"), ("Python", "python"), ("torch", "torch"), ("NumPy", "numpy"),
+                          ("SciPy", "scipy"))
         if env.get(key)
-    )
+    )  # fmt: skip
+    plugins = env.get("plugins")
+    if isinstance(plugins, dict) and plugins:
+        versions += "; plugins: " + ", ".join(f"{k} ({v})" for k, v in sorted(plugins.items()))
     protocol = run.protocol
     detail = config.get("protocol_detail")
     described = detail.get("description") if isinstance(detail, dict) else None
@@ -96,7 +101,7 @@ def header_fields(run: Run) -> list[tuple[str, str]]:
         text += f" (recorded per row: {'; '.join(settings)})"
     fields = [
         ("Date", _text(_first(env, "date", "date_utc"))),
-        ("Commit", _text(env.get("git_commit"))),
+        ("Commit", _text(env.get("git_commit"), "none (an installed srbench)")),
         ("Machine", machine),
         ("Versions", versions or "unknown"),
         ("Command", _text(config.get("command"))),
@@ -119,7 +124,7 @@ def _md_cell(cell: Cell) -> str:
 
 
 def md_table(table: Table) -> str:
-    """A GitHub pipe table; numeric columns right-aligned."""
+    """A GitHub pipe table; numeric columns right-aligned; a bold label row above each row group."""
     numeric = [
         all(row[i].numeric or row[i].text == "—" for row in table.rows) for i in range(len(table.header))
     ]
@@ -127,8 +132,10 @@ def md_table(table: Table) -> str:
         "| " + " | ".join(_md_escape(h) for h in table.header) + " |",
         "|" + "|".join("---:" if numeric[i] and i else "---" for i in range(len(table.header))) + "|",
     ]
-    for row in table.rows:
-        lines.append("| " + " | ".join(_md_cell(c) for c in row) + " |")
+    for label, rows in table.row_groups():
+        if label:  # a group's label row: bold in the first column, the others empty
+            lines.append(f"| **{_md_escape(label)}** |" + " |" * (len(table.header) - 1))
+        lines += ["| " + " | ".join(_md_cell(c) for c in row) + " |" for row in rows]
     return "\n".join(lines)
 
 

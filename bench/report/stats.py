@@ -80,8 +80,8 @@ def paired_permutation_p(a: np.ndarray | list[float], b: np.ndarray | list[float
     x, y = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
     keep = np.isfinite(x) & np.isfinite(y)
     d = x[keep] - y[keep]
-    if d.size == 0 or np.all(d == 0):
-        return 1.0
+    if d.size < 2 or np.all(d == 0):
+        return 1.0  # one image (or none) cannot show a significant mean difference: 2 / 2^1 = 1
     n_resamples = 2**d.size if d.size <= _EXACT_UP_TO else 99_999
     res = stats.permutation_test(
         (x[keep], y[keep]),
