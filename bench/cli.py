@@ -87,7 +87,7 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument(
         "--pass", dest="passes", default=None, help="quality, latency or both (default quality,latency)"
     )
-    r.add_argument("--protocol", default=None, help="paper (default), legacy-y, rgb, ntire")
+    r.add_argument("--protocol", default=None, help="paper (default), legacy-y, basicsr, rgb, ntire")
     r.add_argument("--channel", default=None, choices=["y", "rgb"], help="override the protocol's channel")
     r.add_argument("--shave", default=None, help="override the border: an integer, 'scale' or 'scale+N'")
     r.add_argument("--device", default=None, help="auto (default), cpu or cuda")
@@ -318,16 +318,14 @@ def _run_methods(
 ) -> tuple[list[str], str | None]:
     """The run's methods, checked, and its weights file (absolute) or None.
 
-    With --weights (or the resumed run's) the one method is labelled `<method>@<file stem>` and the
-    file is loaded once here, so a file that does not fit is one line before any work.
+    With --weights (or the resumed run's) the runner checks the one method and labels it
+    `<method>@<file stem>` before any work (bench.upscale.weights_methods).
     """
     from bench.registry import create_method, list_methods
-    from bench.upscale import weights_methods
 
     weights = args.weights if args.weights is not None else saved.get("weights")
     if weights is not None:
-        weights = str(Path(weights).resolve())
-        return weights_methods(methods, scales, weights), weights
+        return methods, str(Path(weights).resolve())
     known = list_methods()
     for m in methods:
         if not m.startswith("dir:") and m not in known:

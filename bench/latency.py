@@ -341,6 +341,7 @@ def latency_pass(
     sizes: Sequence[tuple[int, int]] = DEFAULT_SIZES,
     progress: bool = True,
     log: Callable[[str], None] | None = None,
+    build: Callable[[str, int], Method] | None = None,
     **measure_kw: Any,
 ) -> tuple[Any, dict[tuple[str, int], dict[str, Any]]]:
     """Measure every (method, scale, size) one at a time: (DataFrame in LATENCY_COLUMNS order, infos).
@@ -349,23 +350,31 @@ def latency_pass(
     outputs up (`needs_ref`) have nothing to time and are skipped. Each method is built, measured
     at every size and released before the next one, so nothing else runs while a method is timed.
     A method that fails to build or to run loses its rows only (reported through `log`); the pass
-    goes on. `infos` maps (method, scale) to its `MethodInfo.as_row()`. `measure_kw` goes to
-    `measure_latency` (min_rounds, min_time_s, threads, batch, ...).
+    goes on. `infos` maps (method, scale) to its `MethodInfo.as_row()`. `build(name, scale)` builds
+    a method (default `create_method(name, scale=scale, device=device)`; the runner passes one that
+    applies the run's method options, e.g. a weights file). `measure_kw` goes to `measure_latency`
+    (min_rounds, min_time_s, threads, batch, ...).
     """
     import pandas as pd
 
-    from bench.registry import create_method
+    from bench.registry import create_method, method_scales
 
     scales = list(scales)
     rows: list[dict[str, Any]] = []
     infos: dict[tuple[str, int], dict[str, Any]] = {}
     with _progress(len(method_names) * len(scales), progress, "latency") as bar:
         for name in method_names:
+            supported = method_scales(name)
             for scale in scales:
+                if supported is not None and scale not in supported:
+                    continue  # no such model at this scale (the run noted it)
                 if bar is not None:
                     bar.set_postfix_str(f"{name} x{scale}")
                 try:
-                    method = create_method(name, scale=scale, device=device)
+                    if build is not None:
+                        method = build(name, scale)
+                    else:
+                        method = create_method(name, scale=scale, device=device)
                     infos[(name, scale)] = method.info().as_row()
                     if not getattr(method, "needs_ref", False):
                         for size in sizes:

@@ -37,6 +37,9 @@ class Protocol:
     shave: str = "scale"  # "scale", "scale+N" or an integer
     degradation: str = "bicubic"  # how the LR is made, recorded in every row
     description: str = ""
+    # single-channel ground truth (Set14 bridge): "gray" scores its gray value, as the MATLAB scripts do;
+    # "y" scores studio Y of its RGB replica, as the Python metrics of BasicSR and mmsr do
+    gray_gt: str = "gray"
 
     def shave_px(self, scale: int) -> int:
         """Pixels removed from each side before scoring at `scale`. Raises UsageError on a bad spec."""
@@ -75,7 +78,8 @@ class Protocol:
     def score(self, sr: np.ndarray, sample: Sample) -> tuple[float, float]:
         """(PSNR dB, SSIM) of a uint8 SR output against the sample's HR under this protocol."""
         if self.channel == "y":
-            hr, out = _y_of(sample.hr, sample.gray), _y_of(sr, sample.gray)
+            gray = sample.gray and self.gray_gt == "gray"
+            hr, out = _y_of(sample.hr, gray), _y_of(sr, gray)
         else:
             hr, out = sample.hr, sr
         border = self.shave_px(sample.scale)
@@ -143,6 +147,12 @@ PROTOCOLS: dict[str, Protocol] = {
         description="SRCNN/VDSR test scripts: Y of HR rounded to 8 bits, LR = imresize of that Y plane kept in "
         "double, SR rounded; Y only; shave = scale (reproduces the bicubic row papers copy)",
     ),
+    "basicsr": Protocol(
+        "basicsr",
+        gray_gt="y",
+        description="paper protocol as the Python metrics of BasicSR/mmsr compute it: a single-channel ground truth "
+        "(Set14 bridge) is scored on studio Y of its RGB replica, not on its gray value",
+    ),
     "rgb": Protocol("rgb", channel="rgb", description="paper protocol scored on RGB instead of Y"),
     "ntire": Protocol(
         "ntire", channel="rgb", shave="scale+6", description="DIV2K/NTIRE convention: RGB, border 6 + scale"
@@ -158,7 +168,7 @@ def get_protocol(
     Parameters
     ----------
     name : str or Protocol
-        ``paper`` (default), ``legacy-y``, ``rgb`` or ``ntire``; a Protocol is returned as given.
+        ``paper`` (default), ``legacy-y``, ``basicsr``, ``rgb`` or ``ntire``; a Protocol is returned as given.
     channel : str, optional
         ``y`` or ``rgb`` to override the protocol's channel.
     shave_spec : str, optional

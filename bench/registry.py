@@ -21,6 +21,7 @@ __all__ = [
     "why_unavailable",
     "fetch_method_weights",
     "describe_method",
+    "method_scales",
     "method_groups",
     "did_you_mean",
     "ENTRY_POINT_GROUP",
@@ -103,6 +104,15 @@ def fetch_method_weights(name: str) -> list[str] | None:
     """Download and verify the weights of built-in method `name` (the local files); None when it has none."""
     _load()
     result: list[str] | None = _builtin.fetch_weights(name)
+    return result
+
+
+def method_scales(name: str) -> tuple[int, ...] | None:
+    """Scales built-in method `name` supports (None: any scale, or not a built-in)."""
+    _load()
+    if _builtin is None or name not in _builtin.BUILTIN_METHODS:
+        return None
+    result: tuple[int, ...] | None = _builtin.scales(name)
     return result
 
 

@@ -10,7 +10,7 @@ import sys
 from collections import deque
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -21,9 +21,9 @@ from bench.data import Dataset, Sample, atomic_write_png, open_dataset
 from bench.errors import BenchError, DataError, UsageError
 from bench.evaluate import big_enough, infer, row_base, score_output, summarise
 from bench.protocol import Protocol, get_protocol
-from bench.registry import create_method, resolve_device
+from bench.registry import create_method, method_scales, resolve_device
 from bench.store import QUALITY_COLUMNS, SUMMARY_COLUMNS, RunStore
-from bench.upscale import UserWeightsMethod, build_method
+from bench.upscale import UserWeightsMethod, build_method, weights_methods
 
 __all__ = ["RunRequest", "RunOutcome", "run", "summarise", "DEFAULT_DATASETS"]
 
@@ -51,8 +51,8 @@ class RunRequest:
     force: bool = False  # replace the run already in `out`
     command: str = ""
     datasets_defaulted: bool = False
-    # --weights: a weights file for the run's one method and scale; `methods` then holds its label
-    # `<method>@<file stem>` (bench.upscale.weights_methods checks and labels)
+    # --weights: a weights file for the run's one method and scale; run() labels the method
+    # `<method>@<file stem>` (bench.upscale.weights_methods), so its rows are never the shipped weights'
     weights: str | None = None
 
 
@@ -92,6 +92,24 @@ def _row_key(row: dict[str, Any]) -> tuple[Any, ...]:
         int(row["scale"]),
         row["protocol"],
     )
+
+
+def _has_scale(name: str, scale: int) -> bool:
+    supported = method_scales(name)
+    return supported is None or scale in supported
+
+
+def skipped_scales(methods: list[str], scales: list[int]) -> list[str]:
+    """Notes for (method, scale) pairs a run leaves out because the method does not exist at that scale."""
+    notes = []
+    for name in methods:
+        missing = [s for s in scales if not _has_scale(name, s)]
+        if missing:
+            have = ", ".join(f"x{s}" for s in method_scales(name) or ())
+            notes.append(
+                f"note: {name} has no x{', x'.join(map(str, missing))} (it has {have}); those cells are left out"
+            )
+    return notes
 
 
 def _resolve_datasets(req: RunRequest, log: Log) -> tuple[list[Dataset], list[str]]:
@@ -186,14 +204,23 @@ def _failure_row(base: dict[str, Any], error: str) -> dict[str, Any]:
 def run(req: RunRequest, *, progress: bool = True, log: Log = _stderr) -> RunOutcome:
     """Run the requested passes, writing rows as they are computed; see DESIGN.md 'Outputs'.
 
-    Raises UsageError before any work for a bad request or a folder that is not this run's to write.
+    Raises UsageError before any work for a bad request or a folder that is not this run's to write,
+    and WeightsError for a `weights` file that does not fit its method.
     """
     unknown = [p for p in req.passes if p not in PASSES]
     if unknown or not req.passes:
         raise UsageError(f"unknown pass {(unknown or [''])[0]!r}; choose from {', '.join(PASSES)}")
     if not req.scales:
         raise UsageError("no scales given; use e.g. --scales 2,3,4")
+    if req.weights is not None:  # one method, one scale, labelled <method>@<file stem>
+        req = replace(req, methods=weights_methods(req.methods, req.scales, req.weights))
     protocol = get_protocol(req.protocol, req.channel, req.shave)
+    if not any(_has_scale(m, s) for m in req.methods for s in req.scales):
+        raise UsageError(
+            f"none of {', '.join(req.methods)} exists at x{', x'.join(map(str, req.scales))}; pick other scales"
+        )
+    for note in skipped_scales(req.methods, req.scales):
+        log(note)
     device = resolve_device(req.device)
     store = RunStore(req.out)
     store.claim(resume=req.resume, force=req.force)
@@ -279,7 +306,9 @@ class _QualityPass:
         self.req, self.protocol, self.device, self.store, self.log = req, protocol, device, store, log
         journal = store.read_rows() if req.resume else []
         if store.skipped_lines:
-            log(f"note: {store.skipped_lines} malformed line(s) of {store.journal} skipped; their images are recomputed")
+            log(
+                f"note: {store.skipped_lines} malformed line(s) of {store.journal} skipped; their images are recomputed"
+            )
         self.done = {_row_key(r): r for r in journal if r.get("status") == "ok"}
         self.rows: list[dict[str, Any]] = []
         self.methods: dict[tuple[str, int], Any] = {}
@@ -342,6 +371,8 @@ class _QualityPass:
             samples = [s for s in ds.samples(scale) if big_enough(s, self.protocol, ds)]
             to_save = _images_to_save(samples, self.req.save_images)
             for name in self.req.methods:
+                if not _has_scale(name, scale):
+                    continue  # e.g. a published model without official weights at this scale (noted once)
                 method = self.method(name, scale)
                 for sample in samples:
                     self.submit(name, method, sample, to_save)
@@ -379,7 +410,8 @@ class _QualityPass:
             if ds.name in self.resolved:  # two folders with one basename stay two datasets
                 ds.name = f"{ds.name}-{len(self.resolved)}"
             self.resolved[ds.name] = {"root": str(ds.root or ""), "origin": ds.origin, "display": ds.display}
-        total = len(self.req.methods) * sum(len(d) for d in datasets) * len(self.req.scales)
+        cells = sum(_has_scale(m, s) for m in self.req.methods for s in self.req.scales)
+        total = cells * sum(len(d) for d in datasets)
         self.bar = tqdm(
             total=total, desc="quality", unit="img", disable=not progress, file=sys.stderr, leave=False
         )
@@ -463,6 +495,10 @@ def _run_one(
 ) -> dict[str, Any]:
     try:
         raw, expected, seconds = _upscale_or_tile(method, sample, protocol, base["method"], log)
-    except (Exception, MemoryError, SystemExit) as exc:  # any method bug becomes a failed cell, the run goes on
+    except (
+        Exception,
+        MemoryError,
+        SystemExit,
+    ) as exc:  # any method bug becomes a failed cell, the run goes on
         return _failed(base, exc, log)
     return _finish(raw, expected, seconds, sample, protocol, base, to_save, store, log)

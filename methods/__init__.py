@@ -64,6 +64,15 @@ def _dir_factory(path: str, **kw):  # type: ignore[no-untyped-def]
 PREFIX_METHODS = {"dir": _dir_factory}
 
 
+def scales(name: str) -> tuple[int, ...] | None:
+    """The scales method `name` exists at (published models: those with official weights); None: any."""
+    if name not in ZOO_NAMES:
+        return None
+    from methods.zoo.catalog import scales_of
+
+    return scales_of(name)
+
+
 def fetch_weights(name: str) -> list[str] | None:
     """Download and verify every checkpoint of method `name`: the local files; None when it has none to fetch."""
     if name not in ZOO_NAMES:

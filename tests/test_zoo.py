@@ -234,3 +234,21 @@ def test_zoo_group_skips_models_without_weights_with_one_line_each(monkeypatch, 
     err = [line for line in capsys.readouterr().err.splitlines() if line.startswith("warning: skipped")]
     assert len(err) == len(ZOO_NAMES) and all("SRBENCH_WEIGHTS_PATH" in line for line in err)
     assert set(pd.read_csv(out / "quality.csv")["method"]) == {"bicubic"}
+
+
+@pytest.mark.slow
+def test_set14_gap_of_python_evaluated_models_is_the_gray_bridge(
+    shared_datasets: Path, shared_weights: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # PAN's authors' log gives Set14 x2 33.5927 / 0.91805 (ZOO.md); their Python metric scores the gray
+    # bridge.png on studio Y of its RGB replica, which the `basicsr` protocol reproduces
+    monkeypatch.setenv("SRBENCH_DATA_PATH", str(shared_datasets))
+    monkeypatch.setenv("SRBENCH_WEIGHTS_PATH", str(shared_weights))
+    df, summary = bench.evaluate(["pan"], "set14", scales=[2], protocol="basicsr", summary=True)
+    assert summary["psnr"].iloc[0] == pytest.approx(33.5927, abs=5e-4)
+    assert summary["ssim"].iloc[0] == pytest.approx(0.91805, abs=5e-5)
+    paper = bench.evaluate(["pan"], "set14", scales=[2])
+    bridge = (df["image"] == "bridge").to_numpy()
+    shift = df["psnr"].to_numpy()[bridge] - paper["psnr"].to_numpy()[bridge]
+    # studio Y compresses a gray error by 219/255 (PAN's output is nearly gray: luma and studio Y weights differ)
+    assert shift == pytest.approx(20 * np.log10(255 / 219), abs=0.02)
