@@ -94,7 +94,8 @@ class ModuleMethod:
         if not isinstance(y, torch.Tensor) or y.ndim != 4 or y.shape[1] != 3:
             got = tuple(y.shape) if isinstance(y, torch.Tensor) else type(y).__name__
             raise MethodError(f"{self.name}: the module returned {got}, expected a 1x3xHxW tensor")
-        return (y[0].permute(1, 2, 0).float().cpu().numpy() * (255.0 / self.input_range)).astype(np.float64)
+        out = y[0].permute(1, 2, 0).float().cpu().numpy().astype(np.float64) * (255.0 / self.input_range)
+        return np.ascontiguousarray(out)
 
     def info(self) -> MethodInfo:
         params = sum(p.numel() for p in self.module.parameters())
@@ -229,13 +230,18 @@ def summarise(quality: pd.DataFrame, order: Sequence[str] | None = None) -> pd.D
     DataFrame
         One row per cell: psnr, ssim (NaN when any image failed), n_images, n_failed, protocol, status.
 
+    Raises
+    ------
+    KeyError
+        When a column above is missing.
+
     Example
     -------
     >>> import pandas as pd, bench
     >>> rows = pd.DataFrame({"method": ["m", "m"], "dataset": ["d", "d"], "scale": [2, 2], "psnr": [30.0, 32.0],
     ...                      "ssim": [0.9, 0.8], "status": ["ok", "ok"], "protocol": ["paper", "paper"]})
-    >>> bench.summarise(rows)[["psnr", "ssim", "n_images"]].to_dict("records")
-    [{'psnr': 31.0, 'ssim': 0.85, 'n_images': 2}]
+    >>> bench.summarise(rows)[["psnr", "n_images"]].to_dict("records")
+    [{'psnr': 31.0, 'n_images': 2}]
     """
     if quality.empty:
         return pd.DataFrame(columns=SUMMARY_COLUMNS)

@@ -341,7 +341,7 @@ def latency_pass(
     sizes: Sequence[tuple[int, int]] = DEFAULT_SIZES,
     progress: bool = True,
     log: Callable[[str], None] | None = None,
-    build: Callable[[str, int], Method] | None = None,
+    build: Callable[..., Method] | None = None,
     **measure_kw: Any,
 ) -> tuple[Any, dict[tuple[str, int], dict[str, Any]]]:
     """Measure every (method, scale, size) one at a time: (DataFrame in LATENCY_COLUMNS order, infos).
@@ -350,10 +350,9 @@ def latency_pass(
     outputs up (`needs_ref`) have nothing to time and are skipped. Each method is built, measured
     at every size and released before the next one, so nothing else runs while a method is timed.
     A method that fails to build or to run loses its rows only (reported through `log`); the pass
-    goes on. `infos` maps (method, scale) to its `MethodInfo.as_row()`. `build(name, scale)` builds
-    a method (default `create_method(name, scale=scale, device=device)`; the runner passes one that
-    applies the run's method options, e.g. a weights file). `measure_kw` goes to `measure_latency`
-    (min_rounds, min_time_s, threads, batch, ...).
+    goes on. `infos` maps (method, scale) to its `MethodInfo.as_row()`. `build(name, scale=, device=)`
+    builds each method (default `create_method`; the runner's applies its method options, e.g. a
+    weights file). `measure_kw` goes to `measure_latency` (min_rounds, min_time_s, threads, batch, ...).
     """
     import pandas as pd
 
@@ -371,10 +370,7 @@ def latency_pass(
                 if bar is not None:
                     bar.set_postfix_str(f"{name} x{scale}")
                 try:
-                    if build is not None:
-                        method = build(name, scale)
-                    else:
-                        method = create_method(name, scale=scale, device=device)
+                    method = (build or create_method)(name, scale=scale, device=device)
                     infos[(name, scale)] = method.info().as_row()
                     if not getattr(method, "needs_ref", False):
                         for size in sizes:

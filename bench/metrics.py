@@ -25,13 +25,33 @@ def to_uint8(img: np.ndarray) -> np.ndarray:
 
 
 def rgb_to_y(img: np.ndarray) -> np.ndarray:
-    """Y of ITU-R BT.601 studio range (16..235) as float64, from an HxWx3 RGB image in 0..255.
+    """Y of ITU-R BT.601 studio range (16..235) as float64: MATLAB's `rgb2ycbcr(im2double(img))` x 255.
 
-    Not rounded: this is MATLAB's `rgb2ycbcr(im2double(img))` scaled to 0..255.
+    Parameters
+    ----------
+    img : ndarray
+        HxWx3 RGB in 0..255 (uint8 or float).
+
+    Returns
+    -------
+    ndarray
+        HxW float64, not rounded.
+
+    Raises
+    ------
+    UsageError
+        When `img` is not HxWx3.
+
+    Example
+    -------
+    >>> import numpy as np, bench
+    >>> bench.rgb_to_y(np.array([[[255, 255, 255], [0, 0, 0]]], dtype=np.uint8)).tolist()
+    [[235.0, 16.0]]
     """
     if img.ndim != 3 or img.shape[2] != 3:
         raise UsageError(f"rgb_to_y expects an HxWx3 RGB image, got shape {img.shape}")
-    return 16.0 + np.asarray(img, dtype=np.float64) @ _Y_COEFFS
+    # C order first: the product of a strided array may sum in another order (last-bit differences)
+    return 16.0 + np.ascontiguousarray(img, dtype=np.float64) @ _Y_COEFFS
 
 
 def gray_to_y(img: np.ndarray) -> np.ndarray:
@@ -41,7 +61,7 @@ def gray_to_y(img: np.ndarray) -> np.ndarray:
     """
     if img.ndim == 2:
         return np.asarray(img, dtype=np.float64)
-    return np.asarray(img, dtype=np.float64) @ _LUMA_COEFFS
+    return np.ascontiguousarray(img, dtype=np.float64) @ _LUMA_COEFFS
 
 
 def shave(img: np.ndarray, border: int) -> np.ndarray:
@@ -61,7 +81,32 @@ def _check_pair(a: np.ndarray, b: np.ndarray) -> None:
 
 
 def psnr(a: np.ndarray, b: np.ndarray, data_range: float = 255.0) -> float:
-    """PSNR in dB = 10 log10(L^2 / MSE) over all pixels (and channels); identical images give inf."""
+    """PSNR in dB = 10 log10(L^2 / MSE) over all pixels (and channels).
+
+    Parameters
+    ----------
+    a, b : ndarray
+        Two images of the same shape, any real dtype (compared in float64).
+    data_range : float
+        L, the peak value: 255 for 8-bit images.
+
+    Returns
+    -------
+    float
+        PSNR in dB; inf for identical images.
+
+    Raises
+    ------
+    UsageError
+        When the shapes differ.
+
+    Example
+    -------
+    >>> import numpy as np, bench
+    >>> a = np.zeros((4, 4)); b = a.copy(); b[0, 0] = 16
+    >>> round(bench.psnr(a, b), 3)
+    36.09
+    """
     _check_pair(a, b)
     diff = np.asarray(a, dtype=np.float64) - np.asarray(b, dtype=np.float64)
     mse = float(np.mean(diff * diff))
@@ -205,8 +250,30 @@ def _ssim_2d(a: np.ndarray, b: np.ndarray, data_range: float, strip: int = _STRI
 def ssim(a: np.ndarray, b: np.ndarray, data_range: float = 255.0) -> float:
     """SSIM of Wang et al. 2004: 11x11 Gaussian window (sigma 1.5), K1 0.01, K2 0.03, valid region.
 
-    `a`, `b`: HxW (one channel) or HxWxC (mean of per-channel SSIM), any real dtype; computed in
-    float64 with no downsampling.
+    Parameters
+    ----------
+    a, b : ndarray
+        HxW (one channel) or HxWxC (mean of per-channel SSIM), any real dtype, at least 11x11;
+        computed in float64 with no downsampling (equal to scikit-image's Gaussian SSIM).
+    data_range : float
+        The peak value: 255 for 8-bit images.
+
+    Returns
+    -------
+    float
+        Mean SSIM over the valid region; 1.0 for identical images.
+
+    Raises
+    ------
+    UsageError
+        When the shapes differ or an image is smaller than the window.
+
+    Example
+    -------
+    >>> import numpy as np, bench
+    >>> img = np.random.default_rng(0).integers(0, 256, (32, 32)).astype(np.float64)
+    >>> bench.ssim(img, img), round(bench.ssim(img, img + 8), 4)
+    (1.0, 0.9983)
     """
     _check_pair(a, b)
     a64 = np.asarray(a, dtype=np.float64)

@@ -79,7 +79,31 @@ def _lazy_entry_point(ep: Any) -> MethodFactory:
 
 
 def list_methods(pattern: str = "*", *, sort: bool = True) -> list[str]:
-    """Registered method names matching a glob pattern, sorted (or in registration order)."""
+    """Registered method names matching a glob pattern.
+
+    Parameters
+    ----------
+    pattern : str
+        A glob (``*``, ``rlfn*``).
+    sort : bool
+        Sorted (default) or in registration order (the order of ``--methods all``).
+
+    Returns
+    -------
+    list of str
+        Built-in methods, the published models and third-party plugins.
+
+    Raises
+    ------
+    MethodError
+        Never for a broken plugin: its entry is listed and fails only when built.
+
+    Example
+    -------
+    >>> import bench
+    >>> bench.list_methods("rlfn*")
+    ['rlfn', 'rlfn-s']
+    """
     _load()
     names = [n for n in _METHODS if fnmatch.fnmatch(n, pattern)]
     return sorted(names) if sort else names
@@ -165,9 +189,37 @@ def resolve_device(device: str) -> str:
 
 
 def create_method(name: str, *, scale: int, device: str = "cpu", **kwargs: Any) -> Method:
-    """Build the method `name` for `scale` on `device` ('auto', 'cpu', 'cuda').
+    """Build the method `name` for `scale` on `device`, as timm's `create_model` does for models.
 
-    Raises UsageError for an unknown name (with a suggestion) and MethodError when building fails.
+    Parameters
+    ----------
+    name : str
+        A registered name (`list_methods`) or ``dir:PATH`` for SR images another tool produced.
+    scale : int
+        The upscaling factor the method is bound to.
+    device : str
+        ``cpu`` (default), ``cuda`` or ``auto``.
+    **kwargs
+        Method options, e.g. ``tile=128`` or ``weights=PATH`` for the learned methods.
+
+    Returns
+    -------
+    Method
+        ``upscale(lr)`` maps HxWx3 uint8 RGB to (H*s)x(W*s)x3; ``info()`` gives a MethodInfo.
+
+    Raises
+    ------
+    UsageError
+        An unknown name (with a suggestion) or option.
+    MethodError
+        Building failed (WeightsError: weights missing, tampered with or not fitting).
+
+    Example
+    -------
+    >>> import numpy as np, bench
+    >>> m = bench.create_method("bicubic", scale=3)
+    >>> m.upscale(np.zeros((4, 5, 3), np.uint8)).shape, m.info().params
+    ((12, 15, 3), 0)
     """
     _load()
     prefix, sep, rest = name.partition(":")

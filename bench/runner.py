@@ -11,6 +11,7 @@ from collections import deque
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field, replace
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +22,7 @@ from bench.data import Dataset, Sample, atomic_write_png, open_dataset
 from bench.errors import BenchError, DataError, UsageError
 from bench.evaluate import big_enough, infer, row_base, score_output, summarise
 from bench.protocol import Protocol, get_protocol
-from bench.registry import create_method, method_scales, resolve_device
+from bench.registry import method_scales, resolve_device
 from bench.store import QUALITY_COLUMNS, SUMMARY_COLUMNS, RunStore
 from bench.upscale import UserWeightsMethod, build_method, weights_methods
 
@@ -51,9 +52,7 @@ class RunRequest:
     force: bool = False  # replace the run already in `out`
     command: str = ""
     datasets_defaulted: bool = False
-    # --weights: a weights file for the run's one method and scale; run() labels the method
-    # `<method>@<file stem>` (bench.upscale.weights_methods), so its rows are never the shipped weights'
-    weights: str | None = None
+    weights: str | None = None  # --weights: a file for the one method and scale; run() labels it method@stem
 
 
 @dataclass
@@ -188,10 +187,8 @@ def _upscale_or_tile(
         f"retrying with tile={OOM_TILE}"
     )
     try:
-        if isinstance(method, UserWeightsMethod):
-            tiled: Any = method.rebuild(tile=OOM_TILE)
-        else:
-            tiled = create_method(name, scale=sample.scale, device=method.device, tile=OOM_TILE)
+        weights = method.path if isinstance(method, UserWeightsMethod) else None  # the same file, tiled
+        tiled = build_method(name, scale=sample.scale, device=method.device, weights=weights, tile=OOM_TILE)
     except Exception:  # noqa: BLE001 - cannot tile after all: report the memory error
         raise oom from None
     return infer(tiled, sample, protocol)
@@ -204,8 +201,7 @@ def _failure_row(base: dict[str, Any], error: str) -> dict[str, Any]:
 def run(req: RunRequest, *, progress: bool = True, log: Log = _stderr) -> RunOutcome:
     """Run the requested passes, writing rows as they are computed; see DESIGN.md 'Outputs'.
 
-    Raises UsageError before any work for a bad request or a folder that is not this run's to write,
-    and WeightsError for a `weights` file that does not fit its method.
+    Raises UsageError before any work for a bad request or a folder that is not this run's to write.
     """
     unknown = [p for p in req.passes if p not in PASSES]
     if unknown or not req.passes:
@@ -267,14 +263,9 @@ def _run_passes(
         from bench.latency import latency_pass
 
         names = [m for m in req.methods if not m.startswith("dir:")]
+        build = partial(build_method, weights=req.weights)  # the run's method options
         lat, lat_infos = latency_pass(
-            names,
-            req.scales,
-            device=device,
-            sizes=req.sizes,
-            progress=progress,
-            log=log,
-            build=lambda name, scale: build_method(name, scale=scale, device=device, weights=req.weights),
+            names, req.scales, device=device, sizes=req.sizes, progress=progress, log=log, build=build
         )
         store.write_csv("latency.csv", lat)
         outcome.latency = lat

@@ -24,7 +24,7 @@ from bench.data.manifests import canonical_name, dataset_manifests, expected_fil
 from bench.data.paths import cache_dir, data_paths, offline
 from bench.errors import DataError
 
-__all__ = ["Dataset", "open_dataset", "SAMPLE_FILES", "LAYOUTS"]
+__all__ = ["Dataset", "open_dataset", "image_names", "SAMPLE_FILES", "LAYOUTS"]
 
 # natural images inside scikit-image's wheel: the always-available `sample` dataset
 SAMPLE_FILES = ("astronaut.png", "camera.png", "chelsea.png", "coffee.png")
@@ -118,7 +118,7 @@ class Dataset:
             yield Sample(self.name, im.name, scale, hr, lr, im.gray, im.sha256)
 
 
-def _image_names(images: list[Path]) -> list[str]:
+def image_names(images: list[Path]) -> list[str]:
     """Stem per file, or the full file name where two files share a stem (`a.png` and `a.bmp`)."""
     stems = [p.stem for p in images]
     return [p.name if stems.count(p.stem) > 1 else p.stem for p in images]
@@ -133,7 +133,7 @@ def _folder_dataset(path: Path) -> Dataset:
     if canonical_name(name) is not None:  # a folder called set5 is not Set5: never compared with its numbers
         name = f"{name}-{hashlib.sha256(str(path).encode()).hexdigest()[:8]}"
     entries: list[tuple[str, Path, str | None]] = [
-        (n, p, None) for n, p in zip(_image_names(images), images, strict=True)
+        (n, p, None) for n, p in zip(image_names(images), images, strict=True)
     ]
     ds = Dataset(name=name, display=str(path), files=entries, origin="folder", root=path)
     for p in files:

@@ -29,10 +29,19 @@ def dataset_manifests() -> dict[str, dict[str, Any]]:
 def list_datasets() -> list[str]:
     """Names accepted by `open_dataset`: the manifest datasets and ``sample``.
 
+    Parameters
+    ----------
+    None
+
     Returns
     -------
     list of str
         Sorted lower-case names.
+
+    Raises
+    ------
+    OSError
+        When a manifest shipped with srbench cannot be read (a broken installation).
 
     Example
     -------
