@@ -56,8 +56,20 @@ LATENCY_COLUMNS = [
     "device_median_ms",
     "mpix_per_s",
     "gflops",
+    "peak_fraction",
     "peak_mem_mb",
 ]
+
+
+def add_peak_fraction(lat: Any, matmul_gflops: float | None) -> Any:
+    """`peak_fraction` = achieved GFLOP/s / the machine's float32 matmul GFLOP/s (env.json): how much of
+    the practical compute ceiling a network reaches (CPU rows; NaN on a GPU or without a probe)."""
+    import numpy as np
+
+    cpu = ~lat["device"].astype(str).str.startswith("cuda")
+    peak = float(matmul_gflops) if matmul_gflops else float("nan")
+    lat["peak_fraction"] = np.where(cpu, lat["gflops"] / peak, float("nan"))
+    return lat
 
 
 def parse_sizes(text: str) -> list[tuple[int, int]]:

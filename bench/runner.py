@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from bench.cluster import run_cluster_pass
 from bench.data import Dataset, Sample, atomic_write_png, open_dataset
 from bench.errors import BenchError, DataError, UsageError
 from bench.evaluate import big_enough, infer, row_base, score_output, summarise
@@ -53,6 +54,8 @@ class RunRequest:
     command: str = ""
     datasets_defaulted: bool = False
     weights: str | None = None  # --weights: a file for the one method and scale; run() labels it method@stem
+    scheduler: str | None = None  # --scheduler: the quality pass on this Dask cluster (bench.cluster)
+    workers: int | None = None  # --workers N: ... on a local Dask cluster of N processes; neither: in-process
 
 
 @dataclass
@@ -260,13 +263,14 @@ def _run_passes(
         qp_tables = _QualityPass(req, protocol, device, store, log)
         qp_tables.tables(outcome)  # empty quality and summary tables: the report is a latency report
     if "latency" in req.passes and not outcome.interrupted:
-        from bench.latency import latency_pass
+        from bench.latency import add_peak_fraction, latency_pass
 
         names = [m for m in req.methods if not m.startswith("dir:")]
         build = partial(build_method, weights=req.weights)  # the run's method options
         lat, lat_infos = latency_pass(
             names, req.scales, device=device, sizes=req.sizes, progress=progress, log=log, build=build
         )
+        lat = add_peak_fraction(lat, env.get("matmul_gflops"))
         store.write_csv("latency.csv", lat)
         outcome.latency = lat
         infos.update({k: v for k, v in lat_infos.items() if k not in infos})
@@ -409,8 +413,11 @@ class _QualityPass:
         try:
             # a method's prints go to stderr: stdout carries the results table only
             with contextlib.redirect_stdout(sys.stderr):
-                for ds in datasets:
-                    self.dataset(ds, outcome)
+                if self.req.scheduler is None and self.req.workers is None:
+                    for ds in datasets:
+                        self.dataset(ds, outcome)
+                else:  # the same cells on Dask, with this module's rules (bench.cluster never imports bench.runner)
+                    run_cluster_pass(self, datasets, outcome, sys.modules[__name__])
                 self.drain(0)
         except KeyboardInterrupt:
             outcome.interrupted = True

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -15,6 +16,7 @@ NOISE = {"bicubic": 14.0, "srcnn": 7.0, "fsrcnn": 6.5}  # per-method error level
 DATASETS = {"set5": 5, "set14": 6}
 SCALES = (2, 4)
 SIZE = 40
+MACS_720P = {"bicubic": float("nan"), "srcnn": 7.49e9, "fsrcnn": 4.63e9}
 
 
 def synthetic_hr(dataset: str, image: str, scale: int) -> np.ndarray:
@@ -41,6 +43,23 @@ def fake_sr(hr: np.ndarray, method: str, dataset: str, image: str, scale: int) -
 def _psnr(a: np.ndarray, b: np.ndarray) -> float:
     mse = float(np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2))
     return math.inf if mse == 0 else 10 * math.log10(255.0**2 / mse)
+
+
+def _write_summary(run: Path, quality: pd.DataFrame, protocol: str) -> None:
+    """summary.csv from quality.csv: mean PSNR/SSIM of the rows that scored, and the failures per cell."""
+    ok = quality[quality["status"] == "ok"]
+    summary = (
+        ok.groupby(["method", "dataset", "scale"], sort=False)
+        .agg(psnr=("psnr", "mean"), ssim=("ssim", "mean"), n_images=("psnr", "size"))
+        .reset_index()
+    )
+    failed = quality[quality["status"] != "ok"].groupby(["method", "dataset", "scale"]).size()
+    summary["n_failed"] = [
+        int(failed.get((m, d, s), 0))
+        for m, d, s in zip(summary["method"], summary["dataset"], summary["scale"], strict=True)
+    ]
+    summary["protocol"] = protocol
+    summary.to_csv(run / "summary.csv", index=False)
 
 
 def make_run(
@@ -92,19 +111,7 @@ def make_run(
                     rows.append(row | {"psnr": psnr, "ssim": 1 - 1 / psnr, "status": "ok", "error": ""})
     quality = pd.DataFrame(rows)
     quality.to_csv(run / "quality.csv", index=False)
-    ok = quality[quality["status"] == "ok"]
-    summary = (
-        ok.groupby(["method", "dataset", "scale"], sort=False)
-        .agg(psnr=("psnr", "mean"), ssim=("ssim", "mean"), n_images=("psnr", "size"))
-        .reset_index()
-    )
-    failed = quality[quality["status"] != "ok"].groupby(["method", "dataset", "scale"]).size()
-    summary["n_failed"] = [
-        int(failed.get((m, d, s), 0))
-        for m, d, s in zip(summary["method"], summary["dataset"], summary["scale"], strict=True)
-    ]
-    summary["protocol"] = protocol
-    summary.to_csv(run / "summary.csv", index=False)
+    _write_summary(run, quality, protocol)
     if with_latency:
         lat = []
         for scale in SCALES:
@@ -126,6 +133,7 @@ def make_run(
                             "iqr_ms": median / 20,
                             "min_ms": median * 0.9,
                             "mpix_per_s": (h * scale) ** 2 / 1e6 / (median / 1e3),
+                            "gflops": 2 * MACS_720P[method] * (h * scale) ** 2 / (1280 * 720) / median / 1e6,
                             "peak_mem_mb": 12.5,
                             "threads": 2,
                             "dtype": "float32",
@@ -140,7 +148,7 @@ def make_run(
                 "scale": s,
                 "device": "cpu",
                 "params": [0, 8129, 12464][j],
-                "macs_720p": [float("nan"), 7.49e9, 4.63e9][j],
+                "macs_720p": MACS_720P[m],
                 "weights": None,
                 "weights_sha256": None,
                 "channels": ["rgb", "y", "y"][j],
@@ -180,3 +188,80 @@ def make_run(
         )
     )
     return run
+
+
+@dataclass(frozen=True)
+class ExtraMethod:
+    """A method added to a synthetic run with chosen numbers.
+
+    `psnr`: its mean PSNR in every (dataset, scale) column, unless `psnr_at[(dataset, scale)]` says
+    otherwise; `params`/`macs_720p` per scale (None: not in methods.csv); `group` becomes
+    methods.csv's `extra_group` (None: left to the registry); `ms_720p`: latency.csv median per
+    1280x720 output (None: not measured).
+    """
+
+    name: str
+    psnr: float
+    params: int | None = None
+    group: str | None = None
+    training_data: str | None = None
+    macs_720p: float | None = None
+    ms_720p: float | None = None
+    psnr_at: dict[tuple[str, int], float] = field(default_factory=dict)
+
+
+def _extra_quality(method: ExtraMethod, protocol: str) -> list[dict[str, object]]:
+    rows: list[dict[str, object]] = []
+    for dataset, n in DATASETS.items():
+        for scale in SCALES:
+            target = method.psnr_at.get((dataset, scale), method.psnr)
+            offsets = np.linspace(-0.2, 0.2, n)  # symmetric: the mean is the target
+            for i, offset in enumerate(offsets):
+                psnr = target + float(offset)
+                rows.append({"method": method.name, "dataset": dataset, "scale": scale, "image": f"img{i}",
+                             "channel": "y", "shave": scale, "degradation": "bicubic", "protocol": protocol,
+                             "psnr": psnr, "ssim": 1 - 1 / psnr, "status": "ok", "error": ""})  # fmt: skip
+    return rows
+
+
+def _extra_latency(method: ExtraMethod) -> list[dict[str, object]]:
+    if method.ms_720p is None:
+        return []
+    rows: list[dict[str, object]] = []
+    for scale in SCALES:
+        h, w = math.ceil(720 / scale), math.ceil(1280 / scale)
+        macs = method.macs_720p or math.nan
+        rows.append({"method": method.name, "scale": scale, "device": "cpu", "device_name": "Fake CPU",
+                     "input_h": h, "input_w": w, "output_h": h * scale, "output_w": w * scale, "batch": 1,
+                     "rounds": 10, "median_ms": method.ms_720p, "iqr_ms": method.ms_720p / 20,
+                     "mpix_per_s": 0.9216 / (method.ms_720p / 1e3),
+                     "gflops": 2 * macs / (method.ms_720p / 1e3) / 1e9})  # fmt: skip
+    return rows
+
+
+def add_methods(run: Path, methods: list[ExtraMethod], *, order: list[str] | None = None) -> None:
+    """Append `methods` to the run folder's quality, summary, methods and latency CSVs and config.json.
+
+    `order`: the run's method order in config.json (default: the existing one, then the new methods).
+    """
+    quality = pd.read_csv(run / "quality.csv", dtype={"error": str})
+    protocol = str(quality["protocol"].iloc[0])
+    extra = [row for m in methods for row in _extra_quality(m, protocol)]
+    quality = pd.concat([quality, pd.DataFrame(extra)], ignore_index=True)
+    quality.to_csv(run / "quality.csv", index=False)
+    _write_summary(run, quality, protocol)
+    info = [
+        {"name": m.name, "scale": s, "device": "cpu", "params": m.params, "macs_720p": m.macs_720p,
+         "channels": "rgb", "deterministic": True, "extra_group": m.group, "extra_training_data": m.training_data}
+        for m in methods if m.params is not None for s in SCALES
+    ]  # fmt: skip
+    if (run / "methods.csv").is_file():
+        info_frame = pd.concat([pd.read_csv(run / "methods.csv"), pd.DataFrame(info)], ignore_index=True)
+        info_frame.to_csv(run / "methods.csv", index=False)
+    lat = [row for m in methods for row in _extra_latency(m)]
+    if (run / "latency.csv").is_file() and lat:
+        lat_frame = pd.concat([pd.read_csv(run / "latency.csv"), pd.DataFrame(lat)], ignore_index=True)
+        lat_frame.to_csv(run / "latency.csv", index=False)
+    config = json.loads((run / "config.json").read_text())
+    config["methods"] = order or [*config["methods"], *(m.name for m in methods)]
+    (run / "config.json").write_text(json.dumps(config))

@@ -387,7 +387,7 @@ def test_ctrl_c_saves_what_was_computed_and_says_how_to_resume(tmp_path, capsys)
     assert _run(tmp_path, "bicubic,f-ctrlc", folder) == 130
     cap = capsys.readouterr()
     out = tmp_path / "run"
-    assert f"continue with 'python -m bench run ... --resume {out}'" in cap.err
+    assert f"continue with 'python -m bench run --resume {out}'" in cap.err
     q = _quality(tmp_path)
     # bicubic's 3 images and the interrupted method's first image
     assert len(q) == 4 and (q["status"] == "ok").all()

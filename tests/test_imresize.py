@@ -12,19 +12,17 @@ from PIL import Image
 from bench.errors import UsageError
 from bench.imresize import KERNELS, contributions, imresize
 
-SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "datasets"
-MATLAB_LR = SHARED / "MATLAB_LR"
-MATLAB_FILES = sorted(MATLAB_LR.glob("*/X*/*.png")) if MATLAB_LR.is_dir() else []
 
-
-@pytest.mark.skipif(not MATLAB_FILES, reason="shared/datasets/MATLAB_LR not present")
-def test_imresize_reproduces_all_matlab_lr_images() -> None:
-    assert len(MATLAB_FILES) == 57
+def test_imresize_reproduces_all_matlab_lr_images(shared_datasets: Path) -> None:
+    matlab_files = sorted((shared_datasets / "MATLAB_LR").glob("*/X*/*.png"))
+    if not matlab_files:
+        pytest.skip(f"MATLAB's own LR images (MATLAB_LR/) are not in {shared_datasets}")
+    assert len(matlab_files) == 57
     mismatched = []
-    for lr_path in MATLAB_FILES:
+    for lr_path in matlab_files:
         scale = int(lr_path.parent.name[1:])
         name = lr_path.stem.rsplit("x", 1)[0]
-        hr = np.array(Image.open(SHARED / lr_path.parts[-3] / f"{name}.png"))
+        hr = np.array(Image.open(shared_datasets / lr_path.parts[-3] / f"{name}.png"))
         h, w = hr.shape[:2]
         hr = hr[: h - h % scale, : w - w % scale]
         ref = np.array(Image.open(lr_path))
@@ -49,9 +47,15 @@ def test_imresize_constant_image_stays_constant(kernel: str, scale: float) -> No
     np.testing.assert_allclose(imresize(f, scale, kernel=kernel), 0.3, atol=1e-12)
 
 
-@pytest.mark.parametrize(("shape", "scale", "expected"), [
-    ((10, 15), 2, (20, 30)), ((10, 15), 1 / 3, (4, 5)), ((7, 9), 0.5, (4, 5)), ((5, 5), 2.5, (13, 13)),
-])
+@pytest.mark.parametrize(
+    ("shape", "scale", "expected"),
+    [
+        ((10, 15), 2, (20, 30)),
+        ((10, 15), 1 / 3, (4, 5)),
+        ((7, 9), 0.5, (4, 5)),
+        ((5, 5), 2.5, (13, 13)),
+    ],
+)
 def test_imresize_output_size_is_ceil_of_scaled_size(shape, scale, expected) -> None:
     assert imresize(np.zeros(shape), scale).shape == expected
     assert imresize(np.zeros(shape + (3,), np.uint8), scale).shape == expected + (3,)

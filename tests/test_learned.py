@@ -19,7 +19,6 @@ from methods import _torchsr
 
 METHODS = ("srcnn", "fsrcnn", "espcn")
 SCALES = (2, 3, 4)
-SHARED_DATASETS = Path(__file__).resolve().parents[1].parent / "shared" / "datasets"
 
 
 def _module(name: str):
@@ -235,8 +234,6 @@ def test_tampered_weights_fail_sha256_check(name: str, tmp_path: Path, random_we
 
 def test_tampered_copy_of_shipped_weights_fails_by_manifest(tmp_path: Path) -> None:
     shipped = _torchsr.weights_path("espcn", 3)
-    if not shipped.is_file():
-        pytest.skip("espcn_x3 weights not shipped yet")
     bad = tmp_path / shipped.name
     data = bytearray(shipped.read_bytes())
     data[-3] ^= 0x10
@@ -294,13 +291,12 @@ def _paper_y(img: np.ndarray, gray: bool) -> np.ndarray:
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(not SHARED_DATASETS.is_dir(), reason="needs ../shared/datasets (Set5, Set14)")
 @pytest.mark.parametrize("scale", SCALES)
 @pytest.mark.parametrize("name", METHODS)
 def test_learned_method_beats_bicubic_on_every_set5_set14_image(
-    name: str, scale: int, monkeypatch: pytest.MonkeyPatch
+    name: str, scale: int, monkeypatch: pytest.MonkeyPatch, shared_datasets: Path
 ) -> None:
-    monkeypatch.setenv("SRBENCH_DATA_PATH", str(SHARED_DATASETS))
+    monkeypatch.setenv("SRBENCH_DATA_PATH", str(shared_datasets))
     monkeypatch.setenv("SRBENCH_OFFLINE", "1")
     from bench.data import open_dataset
 

@@ -7,7 +7,7 @@ import math
 
 import numpy as np
 import pytest
-from hypothesis import HealthCheck, example, given, settings
+from hypothesis import HealthCheck, assume, example, given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 from PIL import Image
@@ -76,8 +76,7 @@ def test_imresize_constant_image_stays_constant(h, w, value, scale, kernel, as_f
 @given(img=images(), scale=scales, kernel=kernels)
 def test_imresize_float_output_stays_within_the_kernels_overshoot(img, scale, kernel):
     # weights sum to 1 and are bounded: the output cannot leave a band around the input range
-    if img.dtype == np.uint8:
-        return
+    img = img.astype(np.float64)  # float in, float out: no rounding or clipping hides an overshoot
     out = imresize(img, scale, kernel=kernel)
     lo, hi = float(img.min()), float(img.max())
     span = hi - lo
@@ -135,8 +134,7 @@ def test_identical_images_give_psnr_inf_and_ssim_one(pair):
 @given(pair=image_pairs())
 def test_different_images_have_finite_psnr_and_ssim_below_one(pair):
     a, b = pair
-    if np.array_equal(a, b):
-        return
+    assume(not np.array_equal(a, b))
     assert math.isfinite(psnr(a, b))
     assert ssim(a, b) < 1.0
 
@@ -178,8 +176,19 @@ def test_loader_random_bytes_raise_data_error_or_give_rgb(data):
 @pytest.mark.filterwarnings("ignore::UserWarning")  # Pillow warns about the damaged TIFF tags it skips
 @SETTINGS
 @given(
-    fmt_mode=st.sampled_from([("PNG", "RGB"), ("PNG", "L"), ("PNG", "P"), ("PNG", "RGBA"), ("BMP", "RGB"),
-                              ("JPEG", "RGB"), ("JPEG", "CMYK"), ("TIFF", "RGB"), ("PPM", "RGB")]),
+    fmt_mode=st.sampled_from(
+        [
+            ("PNG", "RGB"),
+            ("PNG", "L"),
+            ("PNG", "P"),
+            ("PNG", "RGBA"),
+            ("BMP", "RGB"),
+            ("JPEG", "RGB"),
+            ("JPEG", "CMYK"),
+            ("TIFF", "RGB"),
+            ("PPM", "RGB"),
+        ]
+    ),
     flips=st.lists(st.tuples(st.integers(0, 10_000), st.integers(1, 255)), min_size=1, max_size=8),
     cut=st.none() | st.integers(0, 10_000),
 )

@@ -11,17 +11,28 @@ import subprocess
 import threading
 from html.parser import HTMLParser
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
 import pytest
-from conftest_report_helpers import DATASETS, METHODS, SCALES, make_run, synthetic_hr
+from conftest_report_helpers import (
+    DATASETS,
+    METHODS,
+    SCALES,
+    ExtraMethod,
+    add_methods,
+    make_run,
+    synthetic_hr,
+)
 from PIL import Image
 
 from bench.errors import UsageError
 from bench.report import parse_crop, write_report
+from bench.report.leaderboard import latency_at_720p
 from bench.report.plots import pareto_front
 from bench.report.published import load_published
+from bench.report.rundata import Run
 from bench.report.stats import bootstrap_ci, min_attainable_p, paired_permutation_p
 from bench.report.visual import choose_crop, disagreement_map
 
@@ -102,6 +113,25 @@ def _parse_html(text: str) -> _Tables:
     return parser
 
 
+def _score_columns(rows: list[list[Any]]) -> list[list[Any]]:
+    """The quality table reduced to its Method and (dataset, scale) columns, group label rows dropped.
+
+    Works on Markdown rows (cell text) and parsed HTML rows ((text, strong parts) per cell).
+    """
+
+    def text(cell: Any) -> str:
+        return cell if isinstance(cell, str) else cell[0]
+
+    header = [text(c) for c in rows[0]]
+    keep = [0] + [i for i, h in enumerate(header) if re.fullmatch(r".+ ×\d+", h)]
+    body = [
+        r
+        for r in rows[1:]
+        if len(r) == len(header) and not (text(r[0]).startswith("**") and not any(map(text, r[1:])))
+    ]
+    return [[row[i] for i in keep] for row in [rows[0], *body]]
+
+
 def _split_cell(text: str) -> tuple[float, float]:
     psnr, ssim = re.sub(r"[*†‡§]", "", text).split(" / ")
     return float(psnr), float(ssim)
@@ -131,7 +161,7 @@ def test_report_writes_md_html_and_figures(report: tuple[Path, dict[str, Path]])
 def test_report_md_paper_table_matches_summary(report: tuple[Path, dict[str, Path]]) -> None:
     run, _ = report
     summary = _expected(run)
-    rows = _md_section_table((run / "report.md").read_text("utf-8"), "## Quality")
+    rows = _score_columns(_md_section_table((run / "report.md").read_text("utf-8"), "## Quality"))
     header, body = rows[0], rows[1:]
     assert header[0] == "Method"
     assert header[1:] == [f"{LABEL[d]} ×{s}" for d in DATASETS for s in SCALES]
@@ -151,7 +181,7 @@ def test_report_md_paper_table_matches_summary(report: tuple[Path, dict[str, Pat
 def test_report_html_paper_table_matches_summary_and_marks_best(report: tuple[Path, dict[str, Path]]) -> None:
     run, _ = report
     summary = _expected(run)
-    table = _parse_html((run / "report.html").read_text("utf-8")).tables["paper"]
+    table = _score_columns(_parse_html((run / "report.html").read_text("utf-8")).tables["paper"])
     header = [text for text, _ in table[0]]
     for row in table[1:]:
         method = row[0][0]
@@ -292,6 +322,228 @@ def test_report_published_legacy_protocol_uses_legacy_row(tmp_path: Path) -> Non
     rows = _md_section_table((run / "report.md").read_text("utf-8"), "## Measured vs published")
     assert {r[0] for r in rows[1:]} == {"bicubic"}
     assert "33.66 / 0.9299" in [r[3] for r in rows[1:]]
+
+
+# ---------------------------------------------------------------- the leaderboard
+
+
+def _first_cells(rows: list[list[str]]) -> list[str]:
+    return [r[0] for r in rows[1:]]
+
+
+def _is_group_row(row: list[str]) -> bool:
+    return row[0].startswith("**") and not any(row[1:])
+
+
+def test_report_quality_table_groups_methods_with_their_cost(tmp_path: Path) -> None:
+    run = make_run(tmp_path, with_images=False)
+    add_methods(
+        run,
+        [
+            ExtraMethod("net-x", 32.0, params=272_419, group="zoo", training_data="DF2K", macs_720p=70.5e9),
+            ExtraMethod("imdn", 32.2, params=694_404, group=None, training_data="DIV2K", macs_720p=159.6e9),
+            ExtraMethod("mystery", 30.5),  # no methods.csv row, in no registry group
+        ],
+        order=["net-x", "bicubic", "mystery", "srcnn", "imdn", "fsrcnn"],
+    )
+    write_report(run)
+    rows = _md_section_table((run / "report.md").read_text("utf-8"), "## Quality")
+    assert rows[0][:4] == ["Method", "Training data", "Params", "Mult-adds 720p (G)"]
+    # methods.csv's extra_group for net-x (no registry group has it); the registry's groups for the
+    # others (imdn has no extra_group); config order within a group
+    assert _first_cells(rows) == [
+        "**Classical**", "bicubic", "**Trained here**", "srcnn", "fsrcnn",
+        "**Published models**", "net-x", "imdn", "**Other**", "mystery",
+    ]  # fmt: skip
+    assert all(_is_group_row(r) for r in rows[1:] if r[0].startswith("**"))
+    facts = {r[0]: r[1:4] for r in rows[1:] if not _is_group_row(r)}
+    assert facts["net-x"] == ["DF2K", "272K", "70.5"]
+    assert facts["imdn"] == ["DIV2K", "694K", "160"]
+    assert facts["srcnn"] == ["—", "8.1K", "7.49"]
+    assert facts["bicubic"][:2] == ["—", "0"] and facts["mystery"] == ["—", "—", "—"]
+    html = _parse_html((run / "report.html").read_text("utf-8")).tables["paper"]
+    labels = [row[0][0] for row in html[1:] if len(row) == 1]  # the group rows span the table
+    assert labels == ["Classical", "Trained here", "Published models", "Other"]
+    # one order for the whole report: the per-image tables list the methods group by group too
+    per_image = _md_section_table((run / "report.md").read_text("utf-8"), "### Set5 ×2\n")
+    assert per_image[0][1:] == ["bicubic", "srcnn", "fsrcnn", "net-x", "imdn", "mystery"]
+
+
+def test_report_quality_table_single_group_has_no_group_rows(tmp_path: Path) -> None:
+    run = make_run(tmp_path, with_images=False, with_methods=False, with_latency=False)
+    add_methods(run, [ExtraMethod("pan", 32.0), ExtraMethod("imdn", 32.2)], order=["pan", "imdn"])
+    quality = pd.read_csv(run / "quality.csv")
+    quality[quality["method"].isin(["pan", "imdn"])].to_csv(run / "quality.csv", index=False)
+    summary = pd.read_csv(run / "summary.csv")
+    summary[summary["method"].isin(["pan", "imdn"])].to_csv(run / "summary.csv", index=False)
+    write_report(run)
+    rows = _md_section_table((run / "report.md").read_text("utf-8"), "## Quality")
+    assert _first_cells(rows) == ["pan", "imdn"]
+    assert rows[0][1] == "Set5 ×2"  # no methods.csv: no empty cost columns
+
+
+_BUDGET_METHODS = [
+    ExtraMethod("a", 35.0, params=50_000, ms_720p=30.0),
+    ExtraMethod("b", 36.0, params=90_000, ms_720p=45.0),
+    ExtraMethod("f", 36.5, params=100_000, ms_720p=60.0),  # exactly at the budget: counts
+    ExtraMethod("c", 37.0, params=400_000, ms_720p=150.0),
+    ExtraMethod("c2", 37.0, params=300_000, ms_720p=190.0),  # ties c: smaller, but slower
+    ExtraMethod("d", 38.0, params=900_000, ms_720p=800.0),
+    ExtraMethod("e", 39.0, params=2_000_000, ms_720p=1500.0),  # over every budget
+    ExtraMethod("g", 36.2, ms_720p=20.0),  # no parameter count: a latency candidate only
+]
+
+
+def test_budget_table_picks_best_psnr_within_each_budget(tmp_path: Path) -> None:
+    run = make_run(tmp_path, with_images=False)
+    add_methods(run, _BUDGET_METHODS)
+    write_report(run)
+    rows = _md_section_table((run / "report.md").read_text("utf-8"), "## Which model for which budget")
+    assert rows[0] == ["Budget", *(f"{LABEL[d]} ×{s}" for d in DATASETS for s in SCALES)]
+    want = {
+        "≤ 100K parameters": "**f** 36.50 (100K)",
+        "≤ 500K parameters": "**c2** 37.00 (300K)",
+        "≤ 1M parameters": "**d** 38.00 (900K)",
+        "≤ 50 ms at 1280×720, cpu (Fake CPU)": "**g** 36.20 (20 ms)",
+        "≤ 200 ms at 1280×720, cpu (Fake CPU)": "**c** 37.00 (150 ms)",
+        "≤ 1000 ms at 1280×720, cpu (Fake CPU)": "**d** 38.00 (800 ms)",
+    }
+    assert {r[0]: set(r[1:]) for r in rows[1:]} == {label: {cell} for label, cell in want.items()}
+
+
+def test_budget_table_without_720p_latency_says_so(report: tuple[Path, dict[str, Path]]) -> None:
+    run, _ = report  # its latency rows are 128x128 and 256x256 outputs, none 1280x720
+    rows = _md_section_table((run / "report.md").read_text("utf-8"), "## Which model for which budget")
+    by_label = {r[0]: r[1:] for r in rows[1:]}
+    assert by_label["≤ 50 / 200 / 1000 ms at 1280×720"] == ["no latency measured"] * len(DATASETS) * len(
+        SCALES
+    )
+    summary = _expected(run)
+    for label in ("≤ 100K parameters", "≤ 1M parameters"):  # every base method is under 100K
+        for (dataset, scale), cell in zip(
+            ((d, s) for d in DATASETS for s in SCALES), by_label[label], strict=True
+        ):
+            best = summary.xs((dataset, scale), level=("dataset", "scale"))["psnr"].idxmax()
+            assert cell.startswith(f"**{best}** ")
+
+
+def test_latency_at_720p_takes_1280x720_outputs_per_image() -> None:
+    rows = [  # (method, scale, output_h, output_w, batch, median_ms)
+        ("m", 3, 720, 1281, 1, 90.0),  # ceil(1280 / 3) * 3 = 1281: the 720p row at x3
+        ("m", 3, 720, 1281, 2, 160.0),  # a batch of two: 80 ms per image, the faster configuration
+        ("m", 3, 1440, 2562, 1, 300.0),  # another size: ignored
+        ("n", 2, 360, 640, 1, 5.0),  # not 720p
+    ]
+    latency = pd.DataFrame(rows, columns=["method", "scale", "output_h", "output_w", "batch", "median_ms"])
+    latency["device"] = "cpu"
+    empty = pd.DataFrame(columns=["method", "dataset", "scale", "image", "psnr", "ssim"])
+    run = Run(Path("."), quality=empty, summary=empty, latency=latency, methods=None)
+    assert latency_at_720p(run) == {"cpu": {("m", 3): 80.0}}
+
+
+def _red_pixels(path: Path) -> int:
+    """Pixels of the published-models colour (#d62728) in a figure."""
+    with Image.open(path) as im:
+        rgb = np.asarray(im.convert("RGB")).astype(int)
+    return int((np.abs(rgb - np.array([214, 39, 40])).sum(axis=2) < 30).sum())
+
+
+def test_report_pareto_plots_show_each_method_where_it_was_measured(tmp_path: Path) -> None:
+    run = make_run(tmp_path, with_images=False)
+    # a published model with a parameter count but no latency: on the size plot, absent from the speed plot
+    add_methods(run, [ExtraMethod("pan", 32.0, params=272_419, group="zoo")])
+    written = write_report(run)
+    assert {"figures/psnr_vs_params.png", "figures/psnr_vs_latency.png"} <= set(written)
+    assert _red_pixels(run / "figures" / "psnr_vs_params.png") > 50
+    assert _red_pixels(run / "figures" / "psnr_vs_latency.png") == 0  # neither a point nor a legend entry
+    bare = make_run(tmp_path / "bare", with_images=False, with_methods=False)
+    assert "figures/psnr_vs_params.png" not in write_report(bare)
+    assert "No parameter counts (methods.csv) in this run" in (bare / "report.md").read_text("utf-8")
+
+
+_PUBLISHED = """
+[[table]]
+method = "pan"
+protocol = "paper"
+source = "Test source A"
+note = "The authors crop 4 pixels."
+[table.scores.set5]
+x2 = { psnr = 38.00, ssim = 0.9605, flag = "V" }
+x4 = { psnr = 32.13, ssim = 0.8948, flag = "V" }
+[table.scores.set14]
+x2 = { psnr = 33.70, ssim = 0.9200, flag = "I" }
+x4 = { psnr = 28.80, ssim = 0.7800, flag = "I" }
+
+[[table]]
+method = "imdn"
+protocol = "paper"
+source = "Test source B"
+[table.scores.set5]
+x2 = { psnr = 38.00, ssim = 0.9600, flag = "U" }
+x4 = { psnr = 32.21, ssim = 0.8900, flag = "V" }
+"""
+
+
+def test_report_published_footnotes_only_cells_beyond_their_flags_tolerance(tmp_path: Path) -> None:
+    run = make_run(tmp_path, with_images=False)
+    pan = {("set5", 2): 37.90, ("set5", 4): 32.10, ("set14", 2): 33.62, ("set14", 4): 28.62}
+    imdn = {("set5", 2): 37.00, ("set5", 4): 32.00}  # U far off: never footnoted; V 0.21 dB off
+    add_methods(run, [ExtraMethod("pan", 30.0, psnr_at=pan), ExtraMethod("imdn", 30.0, psnr_at=imdn)])
+    toml = tmp_path / "published.toml"
+    toml.write_text(_PUBLISHED)
+    write_report(run, published=toml)
+    md = (run / "report.md").read_text("utf-8")
+    rows = _md_section_table(md, "## Measured vs published")
+    cells = {(r[0], r[1]): r for r in rows[1:]}
+    assert set(cells) == {("pan", f"{LABEL[d]} ×{s}") for d in DATASETS for s in SCALES} | {
+        ("imdn", "Set5 ×2"),
+        ("imdn", "Set5 ×4"),
+    }
+    marked = {key: re.search(r"\((\w)\)$", r[4]) for key, r in cells.items()}
+    assert {key: m.group(1) for key, m in marked.items() if m} == {
+        ("pan", "Set5 ×2"): "a",  # V, 0.10 dB off
+        ("pan", "Set14 ×4"): "a",  # I, 0.18 dB off
+        ("imdn", "Set5 ×4"): "b",  # V, 0.21 dB off
+    }
+    # within tolerance: pan Set5 x4 (V, 0.03 dB), pan Set14 x2 (I, 0.08 dB); imdn Set5 x2 is U
+    flags = {("pan", "Set5 ×2"): "V", ("pan", "Set14 ×2"): "I", ("imdn", "Set5 ×2"): "U"}
+    for key, flag in flags.items():
+        assert cells[key][3].endswith(f" {flag}")  # every row shows its number's flag
+    assert "- (a) pan Set5 ×2 (V), Set14 ×4 (I): " in md and "The authors crop 4 pixels." in md
+    assert re.search(r"- \(b\) imdn Set5 ×4 \(V\): .*the gap is unexplained", md)
+
+
+def _cost_rows(run: Path) -> list[list[str]]:
+    return _md_section_table((run / "report.md").read_text("utf-8"), "## Latency and cost")
+
+
+def test_report_cost_table_shows_fraction_of_matmul_peak(report: tuple[Path, dict[str, Path]]) -> None:
+    run, _ = report
+    rows = _cost_rows(run)
+    column = rows[0].index("GFLOP/s (% of peak)")
+    peak = json.loads((run / "env.json").read_text())["matmul_gflops"]
+    latency = pd.read_csv(run / "latency.csv").set_index(["method", "scale", "input_h"])
+    for row in rows[1:]:
+        method, scale, size = row[0], int(row[1].lstrip("×")), int(row[5].split("×")[0])
+        gflops = latency.loc[(method, scale, size), "gflops"]
+        if math.isnan(gflops):
+            assert row[column] == "—"
+            continue
+        pct = 100 * gflops / peak
+        assert row[column] == (f"{gflops:,.1f} ({pct:.1f}%)" if pct < 10 else f"{gflops:,.1f} ({pct:.0f}%)")
+    assert "of this machine's float32 matrix-product rate (51 GFLOP/s" in (run / "report.md").read_text()
+
+
+def test_report_cost_table_without_probe_shows_gflops_only(tmp_path: Path) -> None:
+    run = make_run(tmp_path, with_images=False)
+    env = json.loads((run / "env.json").read_text())
+    (run / "env.json").write_text(json.dumps({k: v for k, v in env.items() if k != "matmul_gflops"}))
+    write_report(run)
+    rows = _cost_rows(run)
+    column = rows[0].index("GFLOP/s (% of peak)")
+    assert all("%" not in r[column] for r in rows[1:])
+    assert any(re.fullmatch(r"[\d,]+\.\d", r[column]) for r in rows[1:])
+    assert "no matmul probe, so no % of peak" in (run / "report.md").read_text("utf-8")
 
 
 # ---------------------------------------------------------------- units
@@ -536,7 +788,7 @@ def test_report_from_a_real_run_uses_the_data_layer(tmp_path: Path) -> None:
     written = write_report(out, crop="sample/camera/x2")
     assert "figures/visual_sample_x2_camera.png" in written
     summary = pd.read_csv(out / "summary.csv").set_index("method")
-    rows = _md_section_table((out / "report.md").read_text("utf-8"), "## Quality")
+    rows = _score_columns(_md_section_table((out / "report.md").read_text("utf-8"), "## Quality"))
     for method, cell in rows[1:]:
         psnr, ssim = _split_cell(cell.replace("**", ""))
         assert (psnr, ssim) == (round(summary.loc[method, "psnr"], 2), round(summary.loc[method, "ssim"], 4))
@@ -554,7 +806,7 @@ def test_report_handles_inf_psnr_and_a_column_that_failed_entirely(tmp_path: Pat
     summary = ok.groupby(["method", "dataset", "scale"], sort=False)[["psnr", "ssim"]].mean().reset_index()
     summary.to_csv(run / "summary.csv", index=False)
     write_report(run)
-    rows = _md_section_table((run / "report.md").read_text("utf-8"), "## Quality")
+    rows = _score_columns(_md_section_table((run / "report.md").read_text("utf-8"), "## Quality"))
     by_method = {r[0]: r[1:] for r in rows[1:]}
     assert by_method["srcnn"][0] == "—"  # no summary row for the failed column
     assert by_method["identity"][0].startswith("**inf**")

@@ -2,29 +2,30 @@
 
 from __future__ import annotations
 
+import dataclasses
+from functools import partial
 from pathlib import Path
 
 from bench.errors import UsageError
-from bench.report.plots import method_colors, plot_gain_over_bicubic, plot_psnr_vs_latency
+from bench.report.comparison import published_table
+from bench.report.leaderboard import budget_table, grouped_methods, paper_table
+from bench.report.plots import (
+    method_colors,
+    plot_gain_over_bicubic,
+    plot_psnr_vs_latency,
+    plot_psnr_vs_params,
+)
 from bench.report.published import load_published
 from bench.report.render import ReportContent, header_fields, render_html, render_markdown
 from bench.report.rundata import Run, load_run
 from bench.report.stats import column_leads, dataset_cis
-from bench.report.tables import (
-    ci_table,
-    cost_table,
-    failures_table,
-    leads_table,
-    paper_table,
-    per_image_tables,
-    published_table,
-)
+from bench.report.tables import ci_table, cost_table, failures_table, leads_table, per_image_tables
 from bench.report.visual import CropSpec, FigureRef, HrLoader, check_crop, parse_crop, visual_comparisons
 
 __all__ = ["write_report", "CropSpec", "parse_crop", "HrLoader"]
 
 # Figures this module writes; stale ones from an earlier report are removed so figures/ matches it.
-_FIGURE_GLOBS = ("psnr_vs_latency.png", "gain_over_bicubic.png", "visual_*.png")
+_FIGURE_GLOBS = ("psnr_vs_latency.png", "psnr_vs_params.png", "gain_over_bicubic.png", "visual_*.png")
 
 
 def _as_crop(crop: CropSpec | str | tuple | None) -> CropSpec | None:  # type: ignore[type-arg]
@@ -37,6 +38,77 @@ def _as_crop(crop: CropSpec | str | tuple | None) -> CropSpec | None:  # type: i
     raise UsageError(
         f"crop {crop!r}: expected (dataset, image, scale[, y, x[, size]]) or 'set5,baby,4,120,80,48'"
     )
+
+
+# (file name, title, caption) of the Pareto and gain figures, in report order
+_FIGURES = (
+    (
+        "psnr_vs_latency.png",
+        "Quality vs speed",
+        "Mean PSNR against median latency (log scale) per dataset and scale, coloured by method group; the "
+        "dashed staircase is the Pareto front (no other method is both faster and better). Latency is that "
+        "of the largest output measured for each method and device; a method without latency is absent.",
+    ),
+    (
+        "psnr_vs_params.png",
+        "Quality vs size",
+        "Mean PSNR against parameter count (log scale) per dataset and scale, coloured by method group; the "
+        "dashed staircase is the Pareto front (no other method is both smaller and better). Parameter-free "
+        "methods are dotted horizontal lines.",
+    ),
+    (
+        "gain_over_bicubic.png",
+        "PSNR gain over bicubic, per image",
+        "Each point is one image: the method's PSNR minus bicubic's on the same image; boxes show "
+        "median and quartiles. A method that helps every image sits wholly above zero.",
+    ),
+)
+
+
+def _in_group_order(run: Run) -> Run:
+    """The run with its methods listed group by group (classical, trained here, published models,
+    other; run order within a group), so that every table and figure lists them in one order."""
+    order = [m for _, methods in grouped_methods(run) for m in methods]
+    return dataclasses.replace(run, config={**run.config, "methods": order})
+
+
+def _clear_figures(fig_dir: Path) -> None:
+    fig_dir.mkdir(exist_ok=True)
+    for pattern in _FIGURE_GLOBS:
+        for stale in fig_dir.glob(pattern):
+            stale.unlink()
+
+
+def _figures(
+    run: Run, fig_dir: Path, spec: CropSpec | None, hr_loader: HrLoader | None
+) -> tuple[list[FigureRef], list[str]]:
+    """Write the figures; returns those written and a note for each that could not be drawn."""
+    colors = method_colors(run.method_order)
+    groups = {m: label for label, methods in grouped_methods(run) for m in methods}
+    figures: list[FigureRef] = []
+    notes: list[str] = []
+    draw = {
+        "psnr_vs_latency.png": partial(plot_psnr_vs_latency, run, groups),
+        "psnr_vs_params.png": partial(plot_psnr_vs_params, run, groups),
+        "gain_over_bicubic.png": partial(plot_gain_over_bicubic, run, colors),
+    }
+    for name, title, caption in _FIGURES:
+        path = fig_dir / name
+        note = draw[name](path)
+        if note is None:
+            figures.append(FigureRef(path, title, caption))
+        else:
+            notes.append(note)
+    visual, visual_notes = visual_comparisons(run, colors, fig_dir, crop=spec, hr_loader=hr_loader)
+    return figures + visual, notes + visual_notes
+
+
+def _latency_only(run: Run) -> ReportContent:
+    return ReportContent(title="Super-resolution benchmark report (latency)", header=header_fields(run),
+                         paper=None, leads=None, cis=None, published=None, cost=cost_table(run), figures=[],
+                         figure_notes=["This run measured latency only (--pass latency): "
+                                       "no quality tables or figures."],
+                         per_image=[], failures=failures_table(run), n_failed=0)  # fmt: skip
 
 
 def write_report(
@@ -59,56 +131,14 @@ def write_report(
     if spec is not None:
         check_crop(run, spec)  # before any work: a mistyped --crop fails at once
     fig_dir = run.path / "figures"
-    fig_dir.mkdir(exist_ok=True)
-    for pattern in _FIGURE_GLOBS:
-        for stale in fig_dir.glob(pattern):
-            stale.unlink()
-
-    colors = method_colors(run.method_order)
+    _clear_figures(fig_dir)
+    if run.summary.empty:  # a latency-only run: its report is the cost table
+        return _write(run, _latency_only(run))
+    run = _in_group_order(run)
     ok = run.ok_quality
     cis = dataset_cis(ok)
     leads = column_leads(run.summary, ok)
-
-    if run.summary.empty:  # a latency-only run: its report is the cost table
-        return _write(run, ReportContent(title="Super-resolution benchmark report (latency)",
-                                         header=header_fields(run), paper=None, leads=None, cis=None,
-                                         published=None, cost=cost_table(run), figures=[],
-                                         figure_notes=["This run measured latency only (--pass latency): "
-                                                       "no quality tables or figures."],
-                                         per_image=[], failures=failures_table(run), n_failed=0))  # fmt: skip
-    figures: list[FigureRef] = []
-    notes: list[str] = []
-    path = fig_dir / "psnr_vs_latency.png"
-    note = plot_psnr_vs_latency(run, colors, path)
-    if note is None:
-        figures.append(
-            FigureRef(
-                path,
-                "Quality vs speed",
-                "Mean PSNR against median latency (log scale) per dataset and scale; the dashed staircase is "
-                "the Pareto front (no other method is both faster and better). Latency is that of the largest "
-                "input measured for each method and device.",
-            )
-        )
-    else:
-        notes.append(note)
-    path = fig_dir / "gain_over_bicubic.png"
-    note = plot_gain_over_bicubic(run, colors, path)
-    if note is None:
-        figures.append(
-            FigureRef(
-                path,
-                "PSNR gain over bicubic, per image",
-                "Each point is one image: the method's PSNR minus bicubic's on the same image; boxes show "
-                "median and quartiles. A method that helps every image sits wholly above zero.",
-            )
-        )
-    else:
-        notes.append(note)
-    visual, visual_notes = visual_comparisons(run, colors, fig_dir, crop=spec, hr_loader=hr_loader)
-    figures += visual
-    notes += visual_notes
-
+    figures, notes = _figures(run, fig_dir, spec, hr_loader)
     content = ReportContent(
         title="Super-resolution benchmark report",
         header=header_fields(run),
@@ -122,6 +152,7 @@ def write_report(
         per_image=per_image_tables(run),
         failures=failures_table(run),
         n_failed=len(run.failed_quality),
+        budget=budget_table(run),
     )
     return _write(run, content)
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -80,6 +81,24 @@ class Run:
         if "protocol" in self.summary.columns and len(self.summary):
             return str(self.summary["protocol"].iloc[0])
         return "paper"
+
+    @property
+    def method_info(self) -> dict[tuple[str, int], pd.Series]:
+        """methods.csv rows by (method, scale); the first row wins where a method ran on several devices."""
+        info: dict[tuple[str, int], pd.Series] = {}
+        if self.methods is not None:
+            for _, m in self.methods.iterrows():
+                info.setdefault((str(m["name"]), int(m["scale"])), m)
+        return info
+
+    @property
+    def matmul_gflops(self) -> float | None:
+        """The probe's float32 matrix-product rate (env.json), None when absent or not a positive number."""
+        try:
+            peak = float(self.env.get("matmul_gflops"))  # type: ignore[arg-type]
+        except (TypeError, ValueError):
+            return None
+        return peak if math.isfinite(peak) and peak > 0 else None
 
     @property
     def ok_quality(self) -> pd.DataFrame:

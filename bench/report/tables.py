@@ -7,7 +7,6 @@ from dataclasses import dataclass, field
 
 import pandas as pd
 
-from bench.report.published import PublishedScore
 from bench.report.rundata import Run, dataset_label
 from bench.report.stats import ALPHA
 
@@ -15,12 +14,18 @@ __all__ = [
     "Span",
     "Cell",
     "Table",
+    "DASH",
     "fmt_psnr",
     "fmt_ssim",
-    "paper_table",
+    "fmt_signed",
+    "fmt_count",
+    "fmt_float",
+    "fmt_params",
+    "fmt_percent",
+    "column_label",
+    "is_best",
     "ci_table",
     "leads_table",
-    "published_table",
     "cost_table",
     "per_image_tables",
     "failures_table",
@@ -57,11 +62,23 @@ class Cell:
 
 @dataclass
 class Table:
-    """Header labels, rows of cells, and footnotes (plain text)."""
+    """Header labels, rows of cells, footnotes (plain text), and optional row groups.
+
+    `sections`: (index of the group's first row, group label), in row order; rendered as a labelled
+    row above each group. Empty: one ungrouped body.
+    """
 
     header: list[str]
     rows: list[list[Cell]]
     notes: list[str] = field(default_factory=list)
+    sections: list[tuple[int, str]] = field(default_factory=list)
+
+    def row_groups(self) -> list[tuple[str, list[list[Cell]]]]:
+        """(label, rows) per group in order; one ("", rows) when the table has no sections."""
+        if not self.sections:
+            return [("", self.rows)]
+        starts = [i for i, _ in self.sections] + [len(self.rows)]
+        return [(label, self.rows[i : starts[k + 1]]) for k, (i, label) in enumerate(self.sections)]
 
 
 def fmt_psnr(value: float, digits: int = 2) -> str:
@@ -78,79 +95,20 @@ def fmt_ssim(value: float, digits: int = 4) -> str:
     return f"{value:.{digits}f}"
 
 
-def _fmt_signed(value: float, digits: int) -> str:
+def fmt_signed(value: float, digits: int) -> str:
     if not math.isfinite(value):
         return DASH
     text = f"{value:+.{digits}f}"
     return text.replace("-", "−")  # a real minus sign: '-' and '+' line up in proportional fonts
 
 
-def _column_label(dataset: str, scale: int) -> str:
+def column_label(dataset: str, scale: int) -> str:
     return f"{dataset_label(dataset)} ×{scale}"
 
 
-def _is_best(value: float, column: pd.Series) -> bool:
+def is_best(value: float, column: pd.Series) -> bool:
     finite = column.dropna()
     return bool(len(finite) > 1 and not math.isnan(value) and value == finite.max())
-
-
-def paper_table(run: Run, leads: pd.DataFrame, cis: pd.DataFrame) -> Table:
-    """Methods as rows, (dataset, scale) as columns, cells `PSNR / SSIM` from summary.csv.
-
-    Bold: best PSNR and best SSIM per column (full precision). After the leader's PSNR: `†` when
-    its lead over the runner-up is not significant, `§` when no lead could be with that few images.
-    `‡` where some images failed.
-    """
-    summary = run.summary.set_index(["method", "dataset", "scale"])
-    ci = cis.set_index(["method", "dataset", "scale"]) if len(cis) else None
-    lead = leads.set_index(["dataset", "scale"]) if len(leads) else None
-    columns = run.columns
-    marks: set[str] = set()
-    rows = []
-    for method in run.method_order:
-        cells = [Cell.of(method)]
-        for dataset, scale in columns:
-            key = (method, dataset, scale)
-            if key not in summary.index:
-                cells.append(Cell.of(DASH))
-                continue
-            row = summary.loc[key]
-            col = run.summary[(run.summary["dataset"] == dataset) & (run.summary["scale"] == scale)]
-            psnr, ssim = float(row["psnr"]), float(row["ssim"])
-            spans = [Span(fmt_psnr(psnr), _is_best(psnr, col["psnr"]))]
-            if lead is not None and (dataset, scale) in lead.index:
-                info = lead.loc[(dataset, scale)]
-                if info["leader"] == method and not info["significant"]:
-                    mark = UNTESTABLE if info["min_p"] >= ALPHA else NOT_SIGNIFICANT
-                    spans.append(Span(mark))
-                    marks.add(mark)
-            spans += [Span(" / "), Span(fmt_ssim(ssim), _is_best(ssim, col["ssim"]))]
-            n_failed = int(row["n_failed"]) if "n_failed" in row.index and pd.notna(row["n_failed"]) else 0
-            if n_failed:
-                spans.append(Span(HAS_FAILURES))
-            title = ""
-            if ci is not None and key in ci.index:
-                c = ci.loc[key]
-                title = f"95% CI of the mean PSNR: [{fmt_psnr(c['psnr_lo'])}, {fmt_psnr(c['psnr_hi'])}] dB over {int(c['n'])} images"
-            cells.append(Cell(tuple(spans), title, numeric=True))
-        rows.append(cells)
-    notes = ["PSNR (dB) / SSIM, mean over the images of each dataset. Bold: best in the column."]
-    if NOT_SIGNIFICANT in marks:
-        notes.append(
-            f"{NOT_SIGNIFICANT} the column leader's PSNR lead over the runner-up is not significant (paired "
-            f"sign-flip permutation test over the same images, two-sided, α = {ALPHA}; see Uncertainty)."
-        )
-    if UNTESTABLE in marks:
-        notes.append(
-            f"{UNTESTABLE} too few images to call any lead significant: with n images the smallest attainable "
-            f"two-sided p is 2/2^n (0.0625 for n = 5), so the lead is unconfirmed, however consistent "
-            "(see Uncertainty)."
-        )
-    if "n_failed" in run.summary.columns and (run.summary["n_failed"].fillna(0) > 0).any():
-        notes.append(
-            f"{HAS_FAILURES} some images failed; the mean is over the images that scored (see Failures)."
-        )
-    return Table(["Method"] + [_column_label(d, s) for d, s in columns], rows, notes)
 
 
 def ci_table(run: Run, cis: pd.DataFrame) -> Table:
@@ -174,7 +132,7 @@ def ci_table(run: Run, cis: pd.DataFrame) -> Table:
         "9999 resamples, BCa interval, fixed seed. The interval is about which images a dataset "
         "happens to contain; with 5 images it is wide, so small differences between methods can be noise.",
     ]
-    return Table(["Method"] + [_column_label(d, s) for d, s in run.columns], rows, notes)
+    return Table(["Method"] + [column_label(d, s) for d, s in run.columns], rows, notes)
 
 
 def leads_table(leads: pd.DataFrame) -> Table:
@@ -186,10 +144,10 @@ def leads_table(leads: pd.DataFrame) -> Table:
             verdict = f"no (n = {r.n} cannot reach p < {ALPHA})"
         rows.append(
             [
-                Cell.of(_column_label(r.dataset, r.scale)),
+                Cell.of(column_label(r.dataset, r.scale)),
                 Cell.of(r.leader),
                 Cell.of(r.runner_up),
-                Cell.of(_fmt_signed(r.lead_db, 3), numeric=True),
+                Cell.of(fmt_signed(r.lead_db, 3), numeric=True),
                 Cell.of(f"{r.wins}/{r.n}", numeric=True),
                 Cell.of(f"{r.p_value:.4f}", numeric=True),
                 Cell.of(verdict),
@@ -209,165 +167,134 @@ def leads_table(leads: pd.DataFrame) -> Table:
     return Table(["Column", "Leader", "Runner-up", "Lead (dB)", "Wins", "p", "Significant"], rows, notes)
 
 
-def _decimals(value: float, minimum: int) -> int:
-    text = repr(float(value))
-    return max(minimum, len(text.split(".")[1]) if "." in text and "e" not in text else minimum)
-
-
-def published_table(run: Run, published: list[PublishedScore]) -> Table | None:
-    """Measured vs published numbers where a published number exists for the run's cells.
-
-    Comparable entries must be for the run's protocol; others (a different degradation) are listed
-    for reference without a difference. None when nothing matches.
-    """
-    summary = run.summary.set_index(["method", "dataset", "scale"])
-    sources: list[str] = []
-    rows = []
-    order = {m: i for i, m in enumerate(run.method_order)}
-    matches = [
-        p
-        for p in published
-        if (p.method, p.dataset, p.scale) in summary.index
-        and (p.protocol == run.protocol or not p.comparable)
-    ]
-    d_order = {d: i for i, d in enumerate(run.dataset_order)}
-    matches.sort(
-        key=lambda p: (order.get(p.method, 99), d_order.get(p.dataset, 99), p.scale, not p.comparable)
-    )
-    # one precision per source table: its numbers are printed as the source prints them
-    psnr_digits: dict[str, int] = {}
-    ssim_digits: dict[str, int] = {}
-    for p in published:
-        psnr_digits[p.source] = max(psnr_digits.get(p.source, 2), _decimals(p.psnr, 2))
-        if math.isfinite(p.ssim):
-            ssim_digits[p.source] = max(ssim_digits.get(p.source, 4), _decimals(p.ssim, 4))
-    for p in matches:
-        if p.source not in sources:
-            sources.append(p.source)
-        ref = sources.index(p.source) + 1
-        row = summary.loc[(p.method, p.dataset, p.scale)]
-        psnr, ssim = float(row["psnr"]), float(row["ssim"])
-        pd_digits, sd_digits = psnr_digits[p.source], ssim_digits.get(p.source, 4)
-        published_text = fmt_psnr(p.psnr, pd_digits) + " / " + fmt_ssim(p.ssim, sd_digits)
-        if p.flag:
-            published_text += f" {p.flag}"
-        if p.comparable:
-            d_psnr, d_ssim = (
-                _fmt_signed(psnr - p.psnr, max(3, pd_digits)),
-                _fmt_signed(ssim - p.ssim, max(4, sd_digits)),
-            )
-        else:
-            published_text += " *"
-            d_psnr = d_ssim = "n/c"
-        rows.append(
-            [
-                Cell.of(p.method),
-                Cell.of(_column_label(p.dataset, p.scale)),
-                Cell.of(fmt_psnr(psnr, max(pd_digits, 2)) + " / " + fmt_ssim(ssim, sd_digits), numeric=True),
-                Cell.of(published_text, numeric=True, title=p.note),
-                Cell.of(d_psnr, numeric=True),
-                Cell.of(d_ssim, numeric=True),
-                Cell.of(f"[{ref}]"),
-            ]
-        )
-    if not rows:
-        return None
-    notes = [f"[{i}] {s}" for i, s in enumerate(sources, 1)]
-    notes.append(
-        "Δ = measured − published. Measured numbers are shown to the precision of the published ones. "
-        "* a different degradation (not comparable, n/c): shown for reference only."
-    )
-    if any(p.flag for p in matches):
-        notes.append(
-            "Flags: V verified as text in the paper or the authors' repository; I read from an image of the "
-            "paper's table; U not confirmed by any source (shown, never a regression target)."
-        )
-    return Table(
-        [
-            "Method",
-            "Column",
-            "Measured PSNR / SSIM",
-            "Published PSNR / SSIM",
-            "Δ PSNR (dB)",
-            "Δ SSIM",
-            "Source",
-        ],
-        rows,
-        notes,
-    )
-
-
-def _fmt_count(value: object) -> str:
+def fmt_count(value: object) -> str:
     try:
         return f"{int(float(value)):,}"  # type: ignore[arg-type]
     except (TypeError, ValueError, OverflowError):  # None, NaN, empty: not reported
         return DASH
 
 
-def _fmt_float(value: object, digits: int) -> str:
+def fmt_float(value: object, digits: int) -> str:
     if value is None or (isinstance(value, float) and not math.isfinite(value)):
         return DASH
     return f"{float(value):,.{digits}f}"  # type: ignore[arg-type]
 
 
+def fmt_params(count: float) -> str:
+    """A parameter count as papers print it: 812, 12.8K, 694K, 1.59M."""
+    if not math.isfinite(count):
+        return DASH
+    if count < 1e3:
+        return f"{count:.0f}"
+    if count < 1e5:
+        return f"{count / 1e3:.1f}K"
+    if count < 1e6:
+        return f"{count / 1e3:.0f}K"
+    return f"{count / 1e6:.3g}M"
+
+
+def fmt_percent(fraction: float) -> str:
+    """0.093 -> '9.3%', 0.52 -> '52%': one decimal below 10%."""
+    pct = 100.0 * fraction
+    return f"{pct:.1f}%" if pct < 10 else f"{pct:.0f}%"
+
+
+def _info_cells(method: str, scale: int, m: pd.Series | None) -> list[Cell]:
+    params = fmt_count(m["params"]) if m is not None and "params" in m.index else DASH
+    macs = DASH
+    if m is not None and "macs_720p" in m.index and pd.notna(m["macs_720p"]):
+        macs = fmt_float(float(m["macs_720p"]) / 1e9, 2)
+    return [Cell.of(method), Cell.of(f"×{scale}"), Cell.of(params, numeric=True), Cell.of(macs, numeric=True)]
+
+
+def _achieved(lat_row: pd.Series, peak: float | None) -> str:
+    """'12.3 (9.5%)': achieved GFLOP/s and its fraction of the CPU matmul peak (CPU rows only)."""
+    gflops = lat_row.get("gflops", math.nan)
+    if gflops is None or pd.isna(gflops):
+        return DASH
+    text = fmt_float(float(gflops), 1)
+    if peak and str(lat_row["device"]).startswith("cpu"):
+        text += f" ({fmt_percent(float(gflops) / peak)})"
+    return text
+
+
+def _latency_cells(lat_row: pd.Series, peak: float | None) -> list[Cell]:
+    size = DASH
+    if "input_h" in lat_row.index and pd.notna(lat_row["input_h"]):
+        size = f"{int(lat_row['input_h'])}×{int(lat_row['input_w'])}"
+    device = str(lat_row["device"])
+    if "device_name" in lat_row.index and pd.notna(lat_row["device_name"]):
+        device = f"{device} ({lat_row['device_name']})"
+    median = fmt_float(lat_row["median_ms"], 2)
+    if "iqr_ms" in lat_row.index and pd.notna(lat_row["iqr_ms"]):
+        median += f" ± {fmt_float(lat_row['iqr_ms'], 2)}"
+    return [
+        Cell.of(device),
+        Cell.of(size, numeric=True),
+        Cell.of(median, numeric=True),
+        Cell.of(fmt_float(lat_row.get("mpix_per_s", math.nan), 2), numeric=True),
+        Cell.of(_achieved(lat_row, peak), numeric=True),
+        Cell.of(fmt_float(lat_row.get("peak_mem_mb", math.nan), 1), numeric=True),
+    ]
+
+
+def _cost_notes(run: Run, measured: bool) -> list[str]:
+    notes = ["Mult-adds to produce one 1280×720 output, as papers report cost."]
+    if not measured:
+        return [*notes, "No latency.csv in this run: run with '--pass latency' to measure speed."]
+    notes.append(
+        "Latency: median over timed rounds after warm-up, ± interquartile range; Mpix/s counts output pixels."
+    )
+    peak = run.matmul_gflops
+    if peak:
+        notes.append(
+            "GFLOP/s: 2 × mult-adds per second achieved at that size; in brackets its fraction of this "
+            f"machine's float32 matrix-product rate ({peak:.0f} GFLOP/s, env.json matmul_gflops), the "
+            "practical compute ceiling; CPU rows only (float64 interpolation is read against the float32 peak)."
+        )
+    else:
+        notes.append(
+            "GFLOP/s: 2 × mult-adds per second achieved; env.json has no matmul probe, so no % of peak."
+        )
+    return notes
+
+
 def cost_table(run: Run) -> Table | None:
-    """Parameters and mult-adds (methods.csv) with latency per device (latency.csv); None if neither."""
-    methods = run.methods
+    """Parameters and mult-adds (methods.csv) with latency per device (latency.csv); None if neither.
+
+    The GFLOP/s column shows latency.csv's `gflops` and, on CPU rows, its fraction of env.json's
+    `matmul_gflops`.
+    """
     latency = run.latency if run.latency is not None and len(run.latency) else None
-    if methods is None and latency is None:
+    if run.methods is None and latency is None:
         return None
-    info: dict[tuple[str, int], pd.Series] = {}
-    if methods is not None:
-        for _, m in methods.iterrows():
-            info.setdefault((str(m["name"]), int(m["scale"])), m)
+    info = run.method_info
     order = {m: i for i, m in enumerate(run.method_order)}
-    rows = []
+    entries: list[tuple[str, int, pd.Series | None]]
     if latency is not None:
         lat = latency.assign(_o=latency["method"].map(lambda m: order.get(m, 99)))
         lat = lat.sort_values(["scale", "_o", "device"], kind="stable")
         entries = [(str(r["method"]), int(r["scale"]), r) for _, r in lat.iterrows()]
     else:
         entries = sorted(((k[0], k[1], None) for k in info), key=lambda e: (e[1], order.get(e[0], 99)))
+    peak = run.matmul_gflops
+    rows = []
     for method, scale, lat_row in entries:
-        m = info.get((method, scale))
-        params = _fmt_count(m["params"]) if m is not None and "params" in m.index else DASH
-        macs = DASH
-        if m is not None and "macs_720p" in m.index and pd.notna(m["macs_720p"]):
-            macs = _fmt_float(float(m["macs_720p"]) / 1e9, 2)
-        cells = [
-            Cell.of(method),
-            Cell.of(f"×{scale}"),
-            Cell.of(params, numeric=True),
-            Cell.of(macs, numeric=True),
-        ]
+        cells = _info_cells(method, scale, info.get((method, scale)))
         if lat_row is not None:
-            size = DASH
-            if "input_h" in lat_row.index and pd.notna(lat_row["input_h"]):
-                size = f"{int(lat_row['input_h'])}×{int(lat_row['input_w'])}"
-            device = str(lat_row["device"])
-            if "device_name" in lat_row.index and pd.notna(lat_row["device_name"]):
-                device = f"{device} ({lat_row['device_name']})"
-            median = _fmt_float(lat_row["median_ms"], 2)
-            if "iqr_ms" in lat_row.index and pd.notna(lat_row["iqr_ms"]):
-                median += f" ± {_fmt_float(lat_row['iqr_ms'], 2)}"
-            cells += [
-                Cell.of(device),
-                Cell.of(size, numeric=True),
-                Cell.of(median, numeric=True),
-                Cell.of(_fmt_float(lat_row.get("mpix_per_s", math.nan), 2), numeric=True),
-                Cell.of(_fmt_float(lat_row.get("peak_mem_mb", math.nan), 1), numeric=True),
-            ]
+            cells += _latency_cells(lat_row, peak)
         rows.append(cells)
     header = ["Method", "Scale", "Params", "Mult-adds 720p (G)"]
-    notes = ["Mult-adds to produce one 1280×720 output, as papers report cost."]
     if latency is not None:
-        header += ["Device", "Input (H×W)", "Median ms ± IQR", "Mpix/s (output)", "Peak mem (MB)"]
-        notes.append(
-            "Latency: median over timed rounds after warm-up, ± interquartile range; Mpix/s counts output pixels."
-        )
-    else:
-        notes.append("No latency.csv in this run: run with '--pass latency' to measure speed.")
-    return Table(header, rows, notes)
+        header += [
+            "Device",
+            "Input (H×W)",
+            "Median ms ± IQR",
+            "Mpix/s (output)",
+            "GFLOP/s (% of peak)",
+            "Peak mem (MB)",
+        ]
+    return Table(header, rows, _cost_notes(run, latency is not None))
 
 
 def per_image_tables(run: Run) -> list[tuple[str, Table]]:
@@ -401,15 +328,15 @@ def per_image_tables(run: Run) -> list[tuple[str, Table]]:
                 cells.append(
                     Cell(
                         (
-                            Span(fmt_psnr(p), _is_best(p, psnr.loc[image])),
+                            Span(fmt_psnr(p), is_best(p, psnr.loc[image])),
                             Span(" / "),
-                            Span(fmt_ssim(s), _is_best(s, ssim.loc[image])),
+                            Span(fmt_ssim(s), is_best(s, ssim.loc[image])),
                         ),
                         numeric=True,
                     )
                 )
             rows.append(cells)
-        out.append((_column_label(dataset, scale), Table(["Image"] + methods, rows)))
+        out.append((column_label(dataset, scale), Table(["Image"] + methods, rows)))
     return out
 
 
@@ -430,7 +357,7 @@ def failures_table(run: Run) -> Table | None:
         rows.append(
             [
                 Cell.of(r["method"]),
-                Cell.of(_column_label(r["dataset"], int(r["scale"]))),
+                Cell.of(column_label(r["dataset"], int(r["scale"]))),
                 Cell.of(r["image"]),
                 Cell.of(str(r.get("status", "failed"))),
                 Cell.of("" if pd.isna(error) else str(error)),

@@ -12,9 +12,11 @@ import numpy as np
 import pytest
 
 from bench.latency import measure_latency
-from bench.registry import create_method, list_methods
+from bench.registry import create_method, list_methods, method_groups
 
 SCALE = 4
+# the published models have their own benchmark (test_bench_zoo.py): they need their official weights
+LOCAL = [n for n in list_methods() if n not in method_groups()["zoo"]]
 
 
 @pytest.fixture(scope="module")
@@ -22,7 +24,7 @@ def lr256() -> np.ndarray:
     return np.random.default_rng(0).integers(0, 256, size=(256, 256, 3), dtype=np.uint8)
 
 
-@pytest.mark.parametrize("name", list_methods())
+@pytest.mark.parametrize("name", LOCAL)
 @pytest.mark.benchmark(group=f"method upscale: 256x256 RGB uint8 LR, x{SCALE}")
 def test_method_upscale_256(benchmark, name: str, lr256: np.ndarray) -> None:
     method = create_method(name, scale=SCALE, device="cpu")
@@ -32,7 +34,7 @@ def test_method_upscale_256(benchmark, name: str, lr256: np.ndarray) -> None:
     benchmark.extra_info.update(scale=SCALE, output_mpix=(256 * SCALE) ** 2 / 1e6)
 
 
-@pytest.mark.parametrize("name", list_methods())
+@pytest.mark.parametrize("name", LOCAL)
 @pytest.mark.benchmark(group="latency stability: two measure_latency runs, 1280x720 output, x3")
 def test_latency_back_to_back_runs(benchmark, name: str) -> None:
     """The latency pass's own reproducibility: run it twice back to back on the same method and record
