@@ -112,6 +112,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--force", action="store_true", help="replace the run already in --out (its rows are lost)"
     )
     r.add_argument("--weights", metavar="FILE", help="one learned method, one scale, these weights")
+    _add_cluster_options(r)
     r.add_argument("--no-progress", action="store_true")
 
     rep = sub.add_parser("report", help="(re)write report.md/report.html of a run folder")
@@ -236,8 +237,10 @@ def _resume_request(args: argparse.Namespace) -> dict:
 
 
 def _cmd_run(args: argparse.Namespace, argv: list[str]) -> int:
+    from bench.cluster import check_cluster_options
     from bench.runner import DEFAULT_DATASETS, RunRequest, run
 
+    check_cluster_options(args.scheduler, args.workers)  # where the work runs: never taken from a resumed run
     saved = _resume_request(args)
     pick = lambda flag, key, default: flag if flag is not None else saved.get(key, default)  # noqa: E731
     methods = (
@@ -272,6 +275,8 @@ def _cmd_run(args: argparse.Namespace, argv: list[str]) -> int:
         resume=args.resume is not None,
         force=args.force,
         weights=weights,
+        scheduler=args.scheduler,
+        workers=args.workers,
         command="python -m bench " + " ".join(shlex.quote(a) for a in argv),
     )
     outcome = run(req, progress=not args.no_progress and sys.stderr.isatty())
@@ -383,6 +388,15 @@ def _cmd_check(args: argparse.Namespace) -> int:
     if result.advice:
         print(result.advice, file=sys.stderr)
     return EXIT_OK if result.passed else EXIT_REGRESSION
+
+
+def _add_cluster_options(r: argparse.ArgumentParser) -> None:
+    """`run`'s options that send the quality pass to Dask (bench.cluster); not taken from a resumed run."""
+    where = r.add_argument_group("on a Dask cluster (pip install 'srbench[dask]')")
+    where.add_argument(
+        "--scheduler", metavar="ADDRESS", help="a running cluster: tcp://HOST:8786 or a scheduler file"
+    )
+    where.add_argument("--workers", type=int, metavar="N", help="a local cluster of N worker processes")
 
 
 def _add_upscale_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]

@@ -215,6 +215,7 @@ def _latency_row(
         "mpix_per_s": batch * out_h * out_w / 1e6 / (median / 1e3),
         # achieved arithmetic rate: read it against env.json's matmul_gflops (the compute ceiling)
         "gflops": batch * 2.0 * macs / (median / 1e3) / 1e9 if macs else math.nan,
+        "peak_fraction": math.nan,  # set by the run from env.json's matmul rate (add_peak_fraction)
         "peak_mem_mb": peak_mb,
     }
 

@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from bench.cluster import run_cluster_pass
+from bench.cluster import run_on_cluster
 from bench.data import Dataset, Sample, atomic_write_png, open_dataset
 from bench.errors import BenchError, DataError, UsageError
 from bench.evaluate import big_enough, infer, row_base, score_output, summarise
@@ -413,11 +413,9 @@ class _QualityPass:
         try:
             # a method's prints go to stderr: stdout carries the results table only
             with contextlib.redirect_stdout(sys.stderr):
-                if self.req.scheduler is None and self.req.workers is None:
+                if not run_on_cluster(self, datasets, outcome, sys.modules[__name__]):  # Dask if asked
                     for ds in datasets:
                         self.dataset(ds, outcome)
-                else:  # the same cells on Dask, with this module's rules (bench.cluster never imports bench.runner)
-                    run_cluster_pass(self, datasets, outcome, sys.modules[__name__])
                 self.drain(0)
         except KeyboardInterrupt:
             outcome.interrupted = True

@@ -399,6 +399,8 @@ def method_factory(
             input_upscaled=input_upscaled,
             receptive_radius=int(net.receptive_radius),  # type: ignore[arg-type]
             sha256=sha256,
+            # the shipped weights: trained here on the 291 images, fine-tuned on T91 (their model cards say how)
+            extra={"group": "trained", "training_data": "291 (T91 + BSD200), then T91"},
         )
 
     make.__doc__ = f"The `{name}` method for x`scale`; `tile` in {tile_unit} pixels. Raises WeightsError."

@@ -67,3 +67,17 @@ class ChannelLayerNorm(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         y = F.layer_norm(x.permute(0, 2, 3, 1), (x.shape[1],), self.weight, self.bias, self.eps)
         return y.permute(0, 3, 1, 2)
+
+
+def distilled_trunk(net: nn.Module, x: torch.Tensor, n_blocks: int) -> torch.Tensor:
+    """The BSRN/LKDN trunk (LKDN descends from BSRN): the input repeated 4x along channels, `fea_conv`,
+    blocks `B1..Bn` in sequence, `c1` on all their outputs, GELU, `c2`, plus the stem output."""
+    part = net.get_submodule  # typed access to the named layers
+    f0 = part("fea_conv")(x.repeat(1, 4, 1, 1))
+    outs = []
+    h = f0
+    for i in range(1, n_blocks + 1):
+        h = part(f"B{i}")(h)
+        outs.append(h)
+    result: torch.Tensor = part("c2")(F.gelu(part("c1")(torch.cat(outs, dim=1)))) + f0
+    return result

@@ -169,7 +169,8 @@ def zoo_info(method: Any, channels: int) -> MethodInfo:
         channels=model.channels,
         extra={
             "group": "zoo",
-            "training_data": ck.training_data,
+            "training_data": ck.trained_on,
+            "training_detail": ck.training_data,
             "license": ck.license,
             "input_range": model.input_range,
             "processing": _processing(model, method.tile),

@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from methods.zoo._blocks import LKA, LKA_RADIUS, BSConvU, ChannelLayerNorm
+from methods.zoo._blocks import LKA, LKA_RADIUS, BSConvU, ChannelLayerNorm, distilled_trunk
 from methods.zoo._spec import ZooModel, nested_state
 
 __all__ = ["LKDNNet", "LKDB", "MODELS"]
@@ -78,14 +78,7 @@ class LKDNNet(nn.Module):
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        f0 = self.fea_conv(x.repeat(1, 4, 1, 1))
-        outs = []
-        h = f0
-        for i in range(1, NUM_BLOCKS + 1):
-            h = getattr(self, f"B{i}")(h)
-            outs.append(h)
-        trunk = self.c2(F.gelu(self.c1(torch.cat(outs, dim=1)))) + f0
-        return self.upsampler(trunk)
+        return self.upsampler(distilled_trunk(self, x, NUM_BLOCKS))
 
 
 def _to_state(raw: Any, scale: int) -> dict[str, torch.Tensor]:

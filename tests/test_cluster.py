@@ -1,0 +1,277 @@
+"""The quality pass on a Dask cluster: the in-process rows to the last digit, workers and clients killed, no Dask."""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pytest
+from PIL import Image
+
+import bench.registry as registry
+from bench.api import MethodInfo
+from bench.cli import main
+
+try:
+    from distributed.diagnostics.plugin import WorkerPlugin
+except ImportError:  # the tests that need Dask skip; the class below is then never used
+    WorkerPlugin = object
+
+REPO = Path(__file__).resolve().parent.parent
+KEY = ["method", "dataset", "scale", "image"]
+
+
+def _quality_args(methods: str, datasets: str, scales: str) -> list[str]:
+    return ["run", "--methods", methods, "--datasets", datasets, "--scales", scales, "--pass", "quality",
+            "--no-report", "--no-progress", "--device", "cpu"]  # fmt: skip
+
+
+def _quality(run_dir: Path) -> pd.DataFrame:
+    df = pd.read_csv(run_dir / "quality.csv").drop(columns=["seconds"])
+    return df.sort_values(KEY).reset_index(drop=True)
+
+
+def _journal_lines(run_dir: Path) -> list[str]:
+    path = run_dir / "quality.jsonl"
+    return path.read_text(encoding="utf-8").splitlines(keepends=True) if path.exists() else []
+
+
+@contextlib.contextmanager
+def _local_cluster(allowed_failures: int = 3) -> Iterator[Any]:
+    """A client of a real LocalCluster: 2 worker processes on the loopback interface."""
+    distributed = pytest.importorskip("distributed")
+    import dask
+
+    with dask.config.set({"distributed.scheduler.allowed-failures": allowed_failures}):
+        cluster = distributed.LocalCluster(n_workers=2, processes=True, threads_per_worker=1,
+                                           host="127.0.0.1", dashboard_address=None)  # fmt: skip
+    client = distributed.Client(cluster)
+    try:
+        yield client
+    finally:
+        client.close()
+        cluster.close()
+
+
+# ------------------------------------------------------------------- a method that kills its worker
+
+
+class _Killer:
+    """bicubic, except that it kills the worker process it runs in: once (the first call on any worker,
+    through a flag file) or on every call."""
+
+    def __init__(self, *, flag: str, every: bool, scale: int, device: str) -> None:
+        self.inner = registry.create_method("bicubic", scale=scale, device=device)
+        self.flag, self.every, self.scale, self.device = flag, every, scale, device
+
+    def upscale(self, lr: np.ndarray) -> np.ndarray:
+        from distributed import get_worker
+
+        get_worker()  # raises ValueError outside a Dask worker: never kill the test process
+        if self.every or _first_call(self.flag):
+            os.kill(os.getpid(), signal.SIGKILL)
+        return self.inner.upscale(lr)
+
+    def info(self) -> MethodInfo:
+        return replace(self.inner.info(), name="killer")
+
+
+def _first_call(flag: str) -> bool:
+    try:
+        os.close(os.open(flag, os.O_CREAT | os.O_EXCL | os.O_WRONLY))
+    except FileExistsError:
+        return False
+    return True
+
+
+class _RegisterKiller(WorkerPlugin):  # type: ignore[misc,valid-type]
+    """Registers `killer` in every worker's registry, including workers started to replace dead ones."""
+
+    def __init__(self, flag: Path, every: bool) -> None:
+        self.factory = functools.partial(_Killer, flag=str(flag), every=every)
+
+    def setup(self, worker: Any) -> None:
+        registry.list_methods()  # the built-ins first: `killer` must not be overwritten by them
+        registry.register_method("killer", self.factory, replace=True)
+
+
+def _with_killer(client: Any, monkeypatch: pytest.MonkeyPatch, flag: Path, every: bool) -> None:
+    plugin = _RegisterKiller(flag, every)
+    client.register_plugin(plugin)
+    registry.list_methods()
+    monkeypatch.setitem(registry._METHODS, "killer", plugin.factory)  # the client checks the name exists
+
+
+# ------------------------------------------------------------------------------------------ no Dask
+
+
+def test_cluster_without_dask_is_a_one_line_usage_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setitem(sys.modules, "distributed", None)  # `import distributed` raises ImportError
+    out = tmp_path / "run"
+    for option in (["--workers", "2"], ["--scheduler", "tcp://127.0.0.1:8786"]):
+        assert main([*_quality_args("bicubic", "sample", "2"), *option, "--out", str(out)]) == 2
+        err = capsys.readouterr().err.strip()
+        assert err.count("\n") == 0 and "pip install 'srbench[dask]'" in err
+    assert not out.exists()  # refused before the run folder is made
+
+
+def test_run_without_dask_stays_in_process(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    for name in ("dask", "distributed"):
+        monkeypatch.setitem(sys.modules, name, None)
+    assert (
+        main(
+            [*_quality_args("bicubic", "sample", "2"), "--save-images", "none", "--out", str(tmp_path / "r")]
+        )
+        == 0
+    )
+    assert len(_quality(tmp_path / "r")) == 4
+
+
+@pytest.mark.parametrize(
+    ("option", "message"),
+    [(["--workers", "0"], "at least 1"), (["--workers", "2", "--scheduler", "tcp://h:1"], "not both")],
+)
+def test_cluster_bad_options_are_usage_errors(
+    option: list[str], message: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    pytest.importorskip("distributed")
+    assert main([*_quality_args("bicubic", "sample", "2"), *option, "--out", str(tmp_path / "r")]) == 2
+    assert message in capsys.readouterr().err
+
+
+def test_cluster_gpu_is_requested_for_learned_methods_on_cuda_only() -> None:
+    from bench.cluster import _needs_gpu
+
+    assert _needs_gpu("srcnn", "cuda") and _needs_gpu("imdn", "cuda:1")
+    assert not _needs_gpu("srcnn", "cpu") and not _needs_gpu("bicubic", "cuda")
+    assert not _needs_gpu("dir:/some/outputs", "cuda")
+
+
+# ------------------------------------------------------------------------------------- on a cluster
+
+
+@pytest.mark.slow
+def test_cluster_rows_equal_in_process_to_the_last_digit(tmp_path: Path) -> None:
+    pytest.importorskip("distributed")
+    import torch
+
+    args = _quality_args("classical,trained", "sample", "2,3,4")
+    # torch's CPU kernels sum in an order that depends on the thread count (FSRCNN x4 on chelsea moves
+    # one pixel across a rounding step); a Dask worker runs torch on one thread, so the reference does too
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        assert main([*args, "--out", str(tmp_path / "local")]) == 0
+    finally:
+        torch.set_num_threads(threads)
+    assert main([*args, "--workers", "2", "--out", str(tmp_path / "dask")]) == 0
+
+    local, dask = _quality(tmp_path / "local"), _quality(tmp_path / "dask")
+    assert len(local) == 7 * 3 * 4
+    pd.testing.assert_frame_equal(dask, local, check_exact=True)
+    for name in ("summary.csv", "methods.csv"):
+        pd.testing.assert_frame_equal(
+            pd.read_csv(tmp_path / "dask" / name), pd.read_csv(tmp_path / "local" / name)
+        )
+    saved = sorted(p.relative_to(tmp_path / "local") for p in (tmp_path / "local" / "images").rglob("*.png"))
+    assert saved == sorted(
+        p.relative_to(tmp_path / "dask") for p in (tmp_path / "dask" / "images").rglob("*.png")
+    )
+
+
+@pytest.mark.slow
+def test_cluster_worker_killed_mid_run_completes_every_row(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    flag = tmp_path / "killed-once"
+    with _local_cluster() as client:
+        _with_killer(client, monkeypatch, flag, every=False)
+        args = _quality_args("killer,bicubic", "sample", "2,3")
+        assert main([*args, "--scheduler", client.scheduler.address, "--out", str(tmp_path / "r")]) == 0
+    assert flag.exists()  # a worker did die
+    rows = _quality(tmp_path / "r")
+    assert len(rows) == 2 * 2 * 4 and (rows["status"] == "ok").all()
+    # the killer scores as bicubic: the rescheduled cells were computed in full
+    by_method = {m: g.drop(columns="method").reset_index(drop=True) for m, g in rows.groupby("method")}
+    pd.testing.assert_frame_equal(by_method["killer"], by_method["bicubic"], check_exact=True)
+
+
+@pytest.mark.slow
+def test_cluster_task_whose_worker_always_dies_fails_its_cells_only(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with _local_cluster(allowed_failures=0) as client:  # the first death is the last: KilledWorker
+        _with_killer(client, monkeypatch, tmp_path / "flag", every=True)
+        args = _quality_args("bicubic,killer", "sample", "2")
+        assert main([*args, "--scheduler", client.scheduler.address, "--out", str(tmp_path / "r")]) == 1
+    rows = _quality(tmp_path / "r")
+    assert len(rows) == 8
+    assert (rows[rows["method"] == "bicubic"]["status"] == "ok").all()
+    killed = rows[rows["method"] == "killer"]
+    assert (killed["status"] == "failed").all() and killed["error"].str.startswith("KilledWorker").all()
+    assert "KilledWorker" in capsys.readouterr().err
+
+
+@pytest.fixture(scope="module")
+def many_images(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A folder dataset of 30 distinct 96x96 images: enough tasks that a kill lands midway."""
+    folder = tmp_path_factory.mktemp("data") / "many"
+    folder.mkdir()
+    rng = np.random.default_rng(6)
+    for i in range(30):
+        img = rng.integers(0, 256, size=(96, 96, 3), dtype=np.uint8)
+        Image.fromarray(img).save(folder / f"img{i:02d}.png")
+    return folder
+
+
+@pytest.mark.slow
+def test_cluster_client_killed_and_resumed_recomputes_nothing_received(
+    many_images: Path, tmp_path: Path
+) -> None:
+    args = _quality_args("nearest,bilinear,bicubic", str(many_images), "2,3,4")
+    total = 3 * 3 * 30
+    assert main([*args, "--out", str(tmp_path / "reference")]) == 0
+    out = tmp_path / "killed"
+    with _local_cluster() as client:
+        address = client.scheduler.address
+        path = os.pathsep.join(p for p in (str(REPO), os.environ.get("PYTHONPATH", "")) if p)
+        env = {**os.environ, "PYTHONPATH": path, "SRBENCH_PROGRESS": "0"}
+        cmd = [sys.executable, "-m", "bench", *args, "--scheduler", address, "--out", str(out)]
+        proc = subprocess.Popen(
+            cmd, cwd=tmp_path, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        )
+        try:
+            deadline = time.monotonic() + 60
+            while len(_journal_lines(out)) < 8 and proc.poll() is None and time.monotonic() < deadline:
+                time.sleep(0.01)
+            assert proc.poll() is None, "the run ended before it could be killed midway"
+            proc.send_signal(signal.SIGKILL)
+            proc.wait(timeout=30)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+        before = [ln for ln in _journal_lines(out) if ln.endswith("\n")]
+        assert 8 <= len(before) < total, f"kill landed after {len(before)} of {total} rows"
+        assert main(["run", "--resume", str(out), "--no-progress", "--scheduler", address]) == 0
+    pd.testing.assert_frame_equal(_quality(out), _quality(tmp_path / "reference"), check_exact=True)
+    # the rows received before the kill were reused, not sent again: one journal line per row
+    after = _journal_lines(out)
+    assert len(after) == total and after[: len(before)] == before
+    assert {json.loads(ln)["method"] for ln in after} == {"nearest", "bilinear", "bicubic"}
