@@ -10,6 +10,7 @@ Nothing here imports dask until a cluster is asked for.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 from collections.abc import Callable
@@ -137,16 +138,21 @@ class _Task:
 
 
 _lock = threading.Lock()
-_methods: dict[tuple[str, int, str, str | None], Any] = {}  # per worker process: each method built once
+# per worker process: each method built once, with a lock for methods not marked `thread_safe` (a worker
+# started with --nthreads above 1 runs tasks side by side; in-process such methods run one image at a time)
+_methods: dict[tuple[str, int, str, str | None], tuple[Any, threading.Lock]] = {}
 _datasets: dict[str, Dataset] = {}
 
 
-def _method(name: str, scale: int, device: str, weights: str | None) -> Any:
+def _method(name: str, scale: int, device: str, weights: str | None) -> tuple[Any, threading.Lock]:
     key = (name, scale, device, weights)
     with _lock:
         if key not in _methods:
             # info() is asked once, by `_method_info` (it counts mult-adds: seconds for a large network)
-            _methods[key] = build_method(name, scale=scale, device=device, weights=weights)
+            _methods[key] = (
+                build_method(name, scale=scale, device=device, weights=weights),
+                threading.Lock(),
+            )
         return _methods[key]
 
 
@@ -155,7 +161,7 @@ def _method_info(name: str, scale: int, device: str, weights: str | None) -> Met
 
     A broken `info()` fails the method's cells, as in-process."""
     try:
-        info: MethodInfo = _method(name, scale, device, weights).info()
+        info: MethodInfo = _method(name, scale, device, weights)[0].info()
     except (Exception, SystemExit) as exc:  # noqa: BLE001 - build errors fail the method's cells, as in-process
         return str(exc) if isinstance(exc, BenchError) else f"{type(exc).__name__}: {exc}"
     return info
@@ -176,7 +182,8 @@ def _samples(task: _Task) -> tuple[dict[str, Sample], dict[str, str]]:
 def _run_task(task: _Task) -> tuple[list[Row], dict[str, np.ndarray], list[str]]:
     """Rows of the task's cells (failed cells included), the SR images asked for, and the log lines."""
     notes: list[str] = []
-    method = _method(task.method, task.scale, task.device, task.weights)
+    method, lock = _method(task.method, task.scale, task.device, task.weights)
+    alone = contextlib.nullcontext() if getattr(method, "thread_safe", False) else lock
     samples, problems = _samples(task)
     rows, images = [], {}
     for image, base, keep in task.cells:
@@ -188,7 +195,10 @@ def _run_task(task: _Task) -> tuple[list[Row], dict[str, np.ndarray], list[str]]
             )
             continue
         try:
-            raw, expected, seconds = task.upscale(method, sample, task.protocol, task.method, notes.append)
+            with alone:
+                raw, expected, seconds = task.upscale(
+                    method, sample, task.protocol, task.method, notes.append
+                )
             sr, p, q = score_output(raw, expected, sample, task.protocol)
         except (Exception, MemoryError, SystemExit) as exc:  # a method bug fails its cell, as in-process
             rows.append(task.failed(base, exc, notes.append))
