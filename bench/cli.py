@@ -64,18 +64,7 @@ def _sizes(text: str) -> list[tuple[int, int]]:
     return out
 
 
-def build_parser() -> argparse.ArgumentParser:
-    p = _Parser(prog="python -m bench", description="Single-image super-resolution benchmark (srbench).")
-    p.add_argument("--traceback", action="store_true", help="show the full traceback on errors")
-    sub = p.add_subparsers(dest="command", parser_class=_Parser, required=True)
-
-    ls = sub.add_parser("list", help="list methods or datasets")
-    ls.add_argument("what", nargs="?", choices=["methods", "datasets"], default=None)
-
-    fe = sub.add_parser("fetch", help="download and verify datasets or model weights into the cache")
-    fe.add_argument("names", nargs="*", help="dataset or method names")
-    fe.add_argument("--all-weights", action="store_true", help="also every published model's weights")
-
+def _add_run_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     r = sub.add_parser("run", help="benchmark methods on datasets")
     r.add_argument(
         "--methods",
@@ -115,6 +104,20 @@ def build_parser() -> argparse.ArgumentParser:
     _add_cluster_options(r)
     r.add_argument("--no-progress", action="store_true")
 
+
+def build_parser() -> argparse.ArgumentParser:
+    p = _Parser(prog="python -m bench", description="Single-image super-resolution benchmark (srbench).")
+    p.add_argument("--traceback", action="store_true", help="show the full traceback on errors")
+    sub = p.add_subparsers(dest="command", parser_class=_Parser, required=True)
+
+    ls = sub.add_parser("list", help="list methods or datasets")
+    ls.add_argument("what", nargs="?", choices=["methods", "datasets"], default=None)
+
+    fe = sub.add_parser("fetch", help="download and verify datasets or model weights into the cache")
+    fe.add_argument("names", nargs="*", help="dataset or method names")
+    fe.add_argument("--all-weights", action="store_true", help="also every published model's weights")
+
+    _add_run_parser(sub)
     rep = sub.add_parser("report", help="(re)write report.md/report.html of a run folder")
     rep.add_argument("run_dir")
     rep.add_argument("--crop", default=None, help="DATASET/IMAGE/xS@Y,X,SIZE for the visual comparison")

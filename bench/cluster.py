@@ -3,7 +3,7 @@
 The runner hands its pass here when a run names a scheduler or a number of local workers. Workers open the
 datasets and weights themselves (the same SRBENCH_DATA_PATH / cache / download / mirror rules), build each
 method once per worker process, and score with the same core as the in-process pass (`bench.evaluate`
-and the runner's own cell rules, which its hook hands over: this module never imports `bench.runner`).
+and the cell rules of `bench.cells`).
 The client journals rows as tasks complete, so `--resume` works across cluster runs and client restarts.
 Nothing here imports dask until a cluster is asked for.
 """
@@ -21,6 +21,7 @@ from typing import Any
 
 import numpy as np
 
+from bench import cells as rules
 from bench.api import MethodInfo
 from bench.data import Dataset, Sample, canonical_name, open_dataset
 from bench.errors import BenchError, DataError, UsageError
@@ -233,8 +234,8 @@ def _spec(ds: Dataset) -> str:
 class _ClusterPass:
     """Plans the cells, sends the missing ones to the cluster and journals the rows that come back."""
 
-    def __init__(self, qp: Any, rules: ModuleType, client: Any, distributed: ModuleType) -> None:
-        self.qp, self.rules, self.client = qp, rules, client
+    def __init__(self, qp: Any, client: Any, distributed: ModuleType) -> None:
+        self.qp, self.client = qp, client
         self.req, self.protocol, self.device = qp.req, qp.protocol, qp.device
         self.futures = distributed.as_completed()
         self.tasks: dict[Any, _Task] = {}
@@ -247,7 +248,7 @@ class _ClusterPass:
     def build(self) -> None:
         """Build every (method, scale) on the workers once: their infos give the rows' weights sha256."""
         req = self.req
-        cells = [(m, s) for s in req.scales for m in req.methods if self.rules._has_scale(m, s)]
+        cells = [(m, s) for s in req.scales for m in req.methods if rules.has_scale(m, s)]
         futures = {
             (m, s): self.submit(_method_info, m, s, self.device, req.weights, name=m) for m, s in cells
         }
@@ -266,15 +267,15 @@ class _ClusterPass:
         """Plan one dataset, as `_QualityPass.dataset` walks it: rows reused from the journal, tasks sent."""
         for scale in self.req.scales:
             samples = [s for s in ds.samples(scale) if big_enough(s, self.protocol, ds)]
-            to_save = self.rules._images_to_save(samples, self.req.save_images)
+            to_save = rules.images_to_save(samples, self.req.save_images)
             for name in self.req.methods:
-                if not self.rules._has_scale(name, scale):
+                if not rules.has_scale(name, scale):
                     continue
                 todo = self.missing(name, scale, samples, to_save)
                 for i in range(0, len(todo), CHUNK_IMAGES):
                     task = _Task(_spec(ds), ds.name, name, scale, self.device, self.req.weights, self.protocol,
-                                 tuple(todo[i : i + CHUNK_IMAGES]), self.rules._upscale_or_tile,
-                                 self.rules._failed)  # fmt: skip
+                                 tuple(todo[i : i + CHUNK_IMAGES]), rules.upscale_or_tile,
+                                 rules.failed)  # fmt: skip
                     fut = self.submit(_run_task, task, name=name)
                     self.tasks[fut] = task
                     self.futures.add(fut)
@@ -288,13 +289,13 @@ class _ClusterPass:
         todo = []
         for sample in samples:
             base = row_base(name, sample, self.protocol, wsha)
-            key = self.rules._row_key(base)
+            key = rules.row_key(base)
             self.order[key] = len(self.order)
             if key in qp.done:
                 qp.rows.append(qp.done[key])
                 qp.bar.update(1)
             elif built is None:
-                qp._keep(self.rules._failure_row(base, qp.build_errors[(name, scale)]))
+                qp._keep(rules.failure_row(base, qp.build_errors[(name, scale)]))
             else:
                 todo.append((sample.image, base, sample.image in to_save))
         return todo
@@ -313,19 +314,17 @@ class _ClusterPass:
                 self.qp.log(note)
             for image, sr in images.items():
                 # where `_finish` saves an image in-process
-                folder = self.qp.store.dir / "images" / self.rules._safe_name(task.method) / task.dataset
-                self.rules._save_png(folder / f"x{task.scale}" / f"{image}.png", sr)
+                folder = self.qp.store.dir / "images" / rules.safe_name(task.method) / task.dataset
+                rules.save_png(folder / f"x{task.scale}" / f"{image}.png", sr)
             for row in rows:
                 self.qp._keep(row)
         # rows in the in-process order, so quality.csv reads the same whoever computed it
-        self.qp.rows.sort(key=lambda r: self.order.get(self.rules._row_key(r), len(self.order)))
+        self.qp.rows.sort(key=lambda r: self.order.get(rules.row_key(r), len(self.order)))
 
 
-def run_on_cluster(qp: Any, datasets: list[Dataset], outcome: Any, rules: ModuleType) -> bool:
+def run_on_cluster(qp: Any, datasets: list[Dataset], outcome: Any) -> bool:
     """Run the quality pass `qp` (a `bench.runner._QualityPass`) on the cluster its request names, if any.
 
-    `rules` is `bench.runner` itself: its cell rules (`_row_key`, `_has_scale`, `_images_to_save`,
-    `_upscale_or_tile`, `_failed`, `_failure_row`, `_safe_name`, `_save_png`) are used as they are.
     Rows are journaled through `qp` as tasks complete. Returns False, having done nothing, when the
     request names no cluster (the pass then runs in-process). Raises UsageError when Dask is missing or
     the scheduler cannot be reached; KeyboardInterrupt passes through (every row received is journaled).
@@ -337,7 +336,7 @@ def run_on_cluster(qp: Any, datasets: list[Dataset], outcome: Any, rules: Module
     try:
         if req.scheduler is not None and qp.device.startswith("cuda"):
             _check_gpu_workers(client, req.scheduler)
-        run = _ClusterPass(qp, rules, client, require_distributed())
+        run = _ClusterPass(qp, client, require_distributed())
         run.build()
         for ds in datasets:
             run.dataset(ds, outcome)

@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import contextlib
-import math
 import os
-import re
 import sys
 from collections import deque
 from collections.abc import Callable
@@ -15,17 +13,28 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pandas as pd
 
+from bench.cells import (
+    MAX_SKIP_LINES,
+    failed,
+    failure_row,
+    finish,
+    has_scale,
+    images_to_save,
+    row_key,
+    run_one,
+    skipped_scales,
+    upscale_or_tile,
+)
 from bench.cluster import run_on_cluster
-from bench.data import Dataset, Sample, atomic_write_png, open_dataset
+from bench.data import Dataset, Sample, open_dataset
 from bench.errors import BenchError, DataError, UsageError
-from bench.evaluate import big_enough, infer, row_base, score_output, summarise
+from bench.evaluate import big_enough, row_base, summarise
 from bench.protocol import Protocol, get_protocol
-from bench.registry import method_scales, resolve_device
+from bench.registry import resolve_device
 from bench.store import QUALITY_COLUMNS, SUMMARY_COLUMNS, RunStore
-from bench.upscale import UserWeightsMethod, build_method, weights_methods
+from bench.upscale import build_method, weights_methods
 
 __all__ = ["RunRequest", "RunOutcome", "run", "summarise", "DEFAULT_DATASETS"]
 
@@ -82,38 +91,6 @@ def _stderr(msg: str) -> None:
     print(msg, file=sys.stderr)
 
 
-def _row_key(row: dict[str, Any]) -> tuple[Any, ...]:
-    # a row is reusable when the method (and its weights), the image bytes, the scale and the protocol match;
-    # the image name too: two files with the same bytes are two rows
-    return (
-        row["method"],
-        row.get("weights_sha256") or "",
-        row["dataset"],
-        row["image"],
-        row["image_sha256"],
-        int(row["scale"]),
-        row["protocol"],
-    )
-
-
-def _has_scale(name: str, scale: int) -> bool:
-    supported = method_scales(name)
-    return supported is None or scale in supported
-
-
-def skipped_scales(methods: list[str], scales: list[int]) -> list[str]:
-    """Notes for (method, scale) pairs a run leaves out because the method does not exist at that scale."""
-    notes = []
-    for name in methods:
-        missing = [s for s in scales if not _has_scale(name, s)]
-        if missing:
-            have = ", ".join(f"x{s}" for s in method_scales(name) or ())
-            notes.append(
-                f"note: {name} has no x{', x'.join(map(str, missing))} (it has {have}); those cells are left out"
-            )
-    return notes
-
-
 def _resolve_datasets(req: RunRequest, log: Log) -> tuple[list[Dataset], list[str]]:
     warnings: list[str] = []
     if req.datasets_defaulted:
@@ -138,69 +115,6 @@ def _resolve_datasets(req: RunRequest, log: Log) -> tuple[list[Dataset], list[st
     return [open_dataset(n) for n in req.datasets], warnings
 
 
-def _texture(img: np.ndarray) -> float:
-    g = img.astype(np.float32).mean(axis=2)
-    return float(np.abs(np.diff(g, axis=0)).mean() + np.abs(np.diff(g, axis=1)).mean())
-
-
-def _images_to_save(samples: list[Sample], mode: str) -> set[str]:
-    if mode == "all":
-        return {s.image for s in samples}
-    if mode == "none" or not samples:
-        return set()
-    # the two most textured images: where methods differ visibly
-    ranked = sorted(samples, key=lambda s: -_texture(s.hr))
-    return {s.image for s in ranked[:2]}
-
-
-def _safe_name(name: str) -> str:
-    return re.sub(r"[^A-Za-z0-9._-]+", "_", name).strip("_") or "method"
-
-
-def _save_png(path: Path, img: np.ndarray) -> None:
-    atomic_write_png(path, img)
-
-
-MAX_SKIP_LINES = 20  # skipped files named one per line; the rest are counted (problems.json lists all)
-OOM_TILE = 128  # LR pixels per tile when a whole image does not fit in memory
-
-
-def _is_oom(exc: BaseException) -> bool:
-    # numpy raises MemoryError; torch raises OutOfMemoryError (CUDA) or RuntimeError (CPU allocator)
-    return (
-        isinstance(exc, MemoryError)
-        or type(exc).__name__ == "OutOfMemoryError"
-        or (isinstance(exc, RuntimeError) and "can't allocate memory" in str(exc))
-    )
-
-
-def _upscale_or_tile(
-    method: Any, sample: Sample, protocol: Protocol, name: str, log: Log
-) -> tuple[Any, tuple[int, ...], float]:
-    """`_upscale`; out of memory on a method that can tile (a `tile` attribute, None when untiled): retried
-    once with `tile=OOM_TILE` (the same weights file). Raises what the method raised otherwise."""
-    try:
-        return infer(method, sample, protocol)
-    except (Exception, MemoryError, SystemExit) as exc:
-        if not (_is_oom(exc) and hasattr(method, "tile") and method.tile is None):
-            raise
-        oom = exc
-    log(
-        f"note: {name} ran out of memory on {sample.dataset}/{sample.image} x{sample.scale}; "
-        f"retrying with tile={OOM_TILE}"
-    )
-    try:
-        weights = method.path if isinstance(method, UserWeightsMethod) else None  # the same file, tiled
-        tiled = build_method(name, scale=sample.scale, device=method.device, weights=weights, tile=OOM_TILE)
-    except Exception:  # noqa: BLE001 - cannot tile after all: report the memory error
-        raise oom from None
-    return infer(tiled, sample, protocol)
-
-
-def _failure_row(base: dict[str, Any], error: str) -> dict[str, Any]:
-    return {**base, "psnr": math.nan, "ssim": math.nan, "status": "failed", "error": error}
-
-
 def run(req: RunRequest, *, progress: bool = True, log: Log = _stderr) -> RunOutcome:
     """Run the requested passes, writing rows as they are computed; see DESIGN.md 'Outputs'.
 
@@ -214,7 +128,7 @@ def run(req: RunRequest, *, progress: bool = True, log: Log = _stderr) -> RunOut
     if req.weights is not None:  # one method, one scale, labelled <method>@<file stem>
         req = replace(req, methods=weights_methods(req.methods, req.scales, req.weights))
     protocol = get_protocol(req.protocol, req.channel, req.shave)
-    if not any(_has_scale(m, s) for m in req.methods for s in req.scales):
+    if not any(has_scale(m, s) for m in req.methods for s in req.scales):
         raise UsageError(
             f"none of {', '.join(req.methods)} exists at x{', x'.join(map(str, req.scales))}; pick other scales"
         )
@@ -304,7 +218,7 @@ class _QualityPass:
             log(
                 f"note: {store.skipped_lines} malformed line(s) of {store.journal} skipped; their images are recomputed"
             )
-        self.done = {_row_key(r): r for r in journal if r.get("status") == "ok"}
+        self.done = {row_key(r): r for r in journal if r.get("status") == "ok"}
         self.rows: list[dict[str, Any]] = []
         self.methods: dict[tuple[str, int], Any] = {}
         self.build_errors: dict[tuple[str, int], str] = {}
@@ -341,7 +255,7 @@ class _QualityPass:
     def submit(self, name: str, method: Any, sample: Sample, to_save: set[str]) -> None:
         wsha = method.info().weights_sha256 if method is not None else None
         base = row_base(name, sample, self.protocol, wsha)
-        rkey = _row_key(base)
+        rkey = row_key(base)
         if rkey in self.done:
             self.drain(0)
             self.rows.append(self.done[rkey])
@@ -349,24 +263,24 @@ class _QualityPass:
             return
         args = (sample, self.protocol, base, to_save, self.store, self.log)
         if method is None:
-            self.pending.append((None, _failure_row(base, self.build_errors[(name, sample.scale)])))
+            self.pending.append((None, failure_row(base, self.build_errors[(name, sample.scale)])))
         elif getattr(method, "thread_safe", False):
-            self.pending.append((self.pool.submit(_run_one, method, *args), None))
+            self.pending.append((self.pool.submit(run_one, method, *args), None))
         else:
             try:
-                raw, expected, seconds = _upscale_or_tile(method, sample, self.protocol, name, self.log)
+                raw, expected, seconds = upscale_or_tile(method, sample, self.protocol, name, self.log)
             except (Exception, MemoryError, SystemExit) as exc:  # a plugin's sys.exit() fails its cell only
-                self.pending.append((None, _failed(base, exc, self.log)))
+                self.pending.append((None, failed(base, exc, self.log)))
             else:
-                self.pending.append((self.pool.submit(_finish, raw, expected, seconds, *args), None))
+                self.pending.append((self.pool.submit(finish, raw, expected, seconds, *args), None))
         self.drain(4)
 
     def dataset(self, ds: Dataset, outcome: RunOutcome) -> None:
         for scale in self.req.scales:
             samples = [s for s in ds.samples(scale) if big_enough(s, self.protocol, ds)]
-            to_save = _images_to_save(samples, self.req.save_images)
+            to_save = images_to_save(samples, self.req.save_images)
             for name in self.req.methods:
-                if not _has_scale(name, scale):
+                if not has_scale(name, scale):
                     continue  # e.g. a published model without official weights at this scale (noted once)
                 method = self.method(name, scale)
                 for sample in samples:
@@ -392,7 +306,7 @@ class _QualityPass:
                 fut.cancel()
         names, req = {d.name for d in datasets}, self.req
         # an interrupt may land between journaling a row and listing it
-        rows = {_row_key(r): r for r in self.store.read_rows()
+        rows = {row_key(r): r for r in self.store.read_rows()
                 if r["method"] in req.methods and r["dataset"] in names and int(r["scale"]) in req.scales
                 and r["protocol"] == self.protocol.name}  # fmt: skip
         self.rows[:] = list(rows.values())
@@ -405,7 +319,7 @@ class _QualityPass:
             if ds.name in self.resolved:  # two folders with one basename stay two datasets
                 ds.name = f"{ds.name}-{len(self.resolved)}"
             self.resolved[ds.name] = {"root": str(ds.root or ""), "origin": ds.origin, "display": ds.display}
-        cells = sum(_has_scale(m, s) for m in self.req.methods for s in self.req.scales)
+        cells = sum(has_scale(m, s) for m in self.req.methods for s in self.req.scales)
         total = cells * sum(len(d) for d in datasets)
         self.bar = tqdm(
             total=total, desc="quality", unit="img", disable=not progress, file=sys.stderr, leave=False
@@ -413,7 +327,7 @@ class _QualityPass:
         try:
             # a method's prints go to stderr: stdout carries the results table only
             with contextlib.redirect_stdout(sys.stderr):
-                if not run_on_cluster(self, datasets, outcome, sys.modules[__name__]):  # Dask if asked
+                if not run_on_cluster(self, datasets, outcome):  # Dask if asked
                     for ds in datasets:
                         self.dataset(ds, outcome)
                 self.drain(0)
@@ -441,60 +355,3 @@ class _QualityPass:
         self.store.write_csv("summary.csv", outcome.summary)
         if outcome.problems:
             self.store.write_json("problems.json", outcome.problems)
-
-
-def _failed(base: dict[str, Any], exc: BaseException, log: Log) -> dict[str, Any]:
-    if _is_oom(exc):
-        msg = "out of memory; run with a tiled method (tile=...) or smaller images"
-    else:
-        msg = f"{type(exc).__name__}: {exc}".splitlines()[0][:300]
-    log(f"failed: {base['method']} on {base['dataset']}/{base['image']} x{base['scale']}: {msg}")
-    return _failure_row(base, msg)
-
-
-def _finish(
-    raw: Any,
-    expected: tuple[int, ...],
-    seconds: float,
-    sample: Sample,
-    protocol: Protocol,
-    base: dict[str, Any],
-    to_save: set[str],
-    store: RunStore,
-    log: Log,
-) -> dict[str, Any]:
-    try:
-        sr, p, q = score_output(raw, expected, sample, protocol)
-    except Exception as exc:  # a contract breach (shape, dtype, NaN) fails the cell, the run goes on
-        return _failed(base, exc, log)
-    if sample.image in to_save:
-        _save_png(
-            store.dir
-            / "images"
-            / _safe_name(base["method"])
-            / sample.dataset
-            / f"x{sample.scale}"
-            / f"{sample.image}.png",
-            sr,
-        )
-    return {**base, "psnr": p, "ssim": q, "status": "ok", "seconds": seconds}
-
-
-def _run_one(
-    method: Any,
-    sample: Sample,
-    protocol: Protocol,
-    base: dict[str, Any],
-    to_save: set[str],
-    store: RunStore,
-    log: Log,
-) -> dict[str, Any]:
-    try:
-        raw, expected, seconds = _upscale_or_tile(method, sample, protocol, base["method"], log)
-    except (
-        Exception,
-        MemoryError,
-        SystemExit,
-    ) as exc:  # any method bug becomes a failed cell, the run goes on
-        return _failed(base, exc, log)
-    return _finish(raw, expected, seconds, sample, protocol, base, to_save, store, log)

@@ -30,7 +30,9 @@ class StoredOutputs:
             raise UsageError("dir: needs a folder, e.g. --methods dir:outputs/mymodel")
         self.root = Path(root).expanduser()
         if not self.root.is_dir():
-            raise UsageError(f"dir:{root}: folder not found; give the folder holding <dataset>/x<scale>/ images")
+            raise UsageError(
+                f"dir:{root}: folder not found; give the folder holding <dataset>/x<scale>/ images"
+            )
         self.name = f"dir:{root}"
         self.scale = int(scale)
         self.device = "cpu"
@@ -60,8 +62,16 @@ class StoredOutputs:
         return sr
 
     def upscale(self, lr: np.ndarray) -> np.ndarray:
-        raise MethodError(f"{self.name} scores stored images and needs to know which image: run it through the benchmark")
+        raise MethodError(
+            f"{self.name} scores stored images and needs to know which image: run it through the benchmark"
+        )
 
     def info(self) -> MethodInfo:
-        return MethodInfo(name=self.name, scale=self.scale, device="cpu", params=0, macs_720p=None,
-                          extra={"source": str(self.root)})
+        return MethodInfo(
+            name=self.name,
+            scale=self.scale,
+            device="cpu",
+            params=0,
+            macs_720p=None,
+            extra={"source": str(self.root)},
+        )

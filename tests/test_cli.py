@@ -26,16 +26,22 @@ def test_list_shows_methods_and_datasets(capsys) -> None:
         assert name in out
 
 
-@pytest.mark.parametrize(("argv", "needle"), [
-    (["run", "--methods", "bicubc"], "did you mean 'bicubic'"),
-    (["run", "--methods", "bicubic", "--datasets", "set55"], "did you mean 'set5'"),
-    (["run", "--methods", "bicubic", "--scales", "1"], "unsupported scale '1'"),
-    (["run", "--methods", "bicubic", "--pass", "speed", "--datasets", "sample"], "unknown pass 'speed'"),
-    (["run", "--methods", "bicubic", "--protocol", "paperz", "--datasets", "sample"], "unknown protocol"),
-    (["run", "--bogus"], "unrecognized arguments"),
-])
+@pytest.mark.parametrize(
+    ("argv", "needle"),
+    [
+        (["run", "--methods", "bicubc"], "did you mean 'bicubic'"),
+        (["run", "--methods", "bicubic", "--datasets", "set55"], "did you mean 'set5'"),
+        (["run", "--methods", "bicubic", "--scales", "1"], "unsupported scale '1'"),
+        (["run", "--methods", "bicubic", "--pass", "speed", "--datasets", "sample"], "unknown pass 'speed'"),
+        (["run", "--methods", "bicubic", "--protocol", "paperz", "--datasets", "sample"], "unknown protocol"),
+        (["run", "--bogus"], "unrecognized arguments"),
+    ],
+)
 def test_usage_errors_are_one_line_with_exit_2(argv, needle, capsys, tmp_path) -> None:
-    assert main([*argv, "--out", str(tmp_path / "r")] if argv[0] == "run" and "--bogus" not in argv else argv) == 2
+    assert (
+        main([*argv, "--out", str(tmp_path / "r")] if argv[0] == "run" and "--bogus" not in argv else argv)
+        == 2
+    )
     err = capsys.readouterr().err
     assert needle in err
     assert err.count("\n") == 1 and "Traceback" not in err
@@ -49,8 +55,20 @@ def test_unknown_method_lists_the_choices(capsys) -> None:
 
 def test_offline_default_run_falls_back_to_sample_with_one_warning(tmp_path, capsys) -> None:
     out = tmp_path / "run"
-    rc = main(["run", "--methods", "bicubic,nearest", "--scales", "2", "--pass", "quality", "--no-report",
-               "--out", str(out)])
+    rc = main(
+        [
+            "run",
+            "--methods",
+            "bicubic,nearest",
+            "--scales",
+            "2",
+            "--pass",
+            "quality",
+            "--no-report",
+            "--out",
+            str(out),
+        ]
+    )
     assert rc == 0
     err = capsys.readouterr().err
     warnings = [line for line in err.splitlines() if line.startswith("warning:")]
@@ -63,7 +81,19 @@ def test_offline_default_run_falls_back_to_sample_with_one_warning(tmp_path, cap
 
 
 def test_explicitly_requested_missing_dataset_is_an_error(tmp_path, capsys) -> None:
-    rc = main(["run", "--methods", "bicubic", "--datasets", "set5", "--pass", "quality", "--out", str(tmp_path / "r")])
+    rc = main(
+        [
+            "run",
+            "--methods",
+            "bicubic",
+            "--datasets",
+            "set5",
+            "--pass",
+            "quality",
+            "--out",
+            str(tmp_path / "r"),
+        ]
+    )
     assert rc == 1
     err = capsys.readouterr().err
     assert "SRBENCH_DATA_PATH" in err and "SRBENCH_MIRROR" in err and "python -m bench fetch" in err
@@ -79,8 +109,22 @@ def test_dir_method_scores_stored_outputs(tmp_path, capsys) -> None:
         name = f"{s.image}_x2.png" if i % 2 else f"{s.image}.png"
         Image.fromarray(bicubic.upscale(s.lr)).save(sub / name)
     out = tmp_path / "run"
-    rc = main(["run", "--methods", f"bicubic,dir:{root}", "--datasets", "sample", "--scales", "2",
-               "--pass", "quality", "--no-report", "--out", str(out)])
+    rc = main(
+        [
+            "run",
+            "--methods",
+            f"bicubic,dir:{root}",
+            "--datasets",
+            "sample",
+            "--scales",
+            "2",
+            "--pass",
+            "quality",
+            "--no-report",
+            "--out",
+            str(out),
+        ]
+    )
     assert rc == 0
     s = pd.read_csv(out / "summary.csv").set_index("method")
     assert s.loc[f"dir:{root}", "psnr"] == pytest.approx(s.loc["bicubic", "psnr"], abs=1e-12)
@@ -89,8 +133,22 @@ def test_dir_method_scores_stored_outputs(tmp_path, capsys) -> None:
 def test_dir_method_missing_image_is_a_failed_cell(tmp_path, capsys) -> None:
     root = tmp_path / "outputs"
     (root / "sample" / "x2").mkdir(parents=True)
-    rc = main(["run", "--methods", f"dir:{root}", "--datasets", "sample", "--scales", "2", "--pass", "quality",
-               "--no-report", "--out", str(tmp_path / "r")])
+    rc = main(
+        [
+            "run",
+            "--methods",
+            f"dir:{root}",
+            "--datasets",
+            "sample",
+            "--scales",
+            "2",
+            "--pass",
+            "quality",
+            "--no-report",
+            "--out",
+            str(tmp_path / "r"),
+        ]
+    )
     assert rc == 1
     q = pd.read_csv(tmp_path / "r" / "quality.csv")
     assert (q["status"] == "failed").all()
@@ -119,7 +177,9 @@ def test_entry_point_methods_are_registered(monkeypatch) -> None:
         def load(self):
             return lambda *, scale, device: create_method("nearest", scale=scale, device=device)
 
-    monkeypatch.setattr(reg, "entry_points", lambda group: [FakeEP()] if group == reg.ENTRY_POINT_GROUP else [])
+    monkeypatch.setattr(
+        reg, "entry_points", lambda group: [FakeEP()] if group == reg.ENTRY_POINT_GROUP else []
+    )
     monkeypatch.setattr(reg, "_loaded", False)
     monkeypatch.setattr(reg, "_METHODS", {})
     assert "plugin_nn" in reg.list_methods()

@@ -223,8 +223,14 @@ def _tar_with(kind: str, shared: Path) -> bytes:
             info = tarfile.TarInfo(name)
             info.size = len(data)
             tf.addfile(info, io.BytesIO(data))
-        evil = tarfile.TarInfo({"dotdot": "Set5_HR/../../evil.png", "absolute": "/tmp/srbench-evil.png",
-                                "symlink": "Set5_HR/evil.png", "hardlink": "Set5_HR/evil.png"}[kind])
+        evil = tarfile.TarInfo(
+            {
+                "dotdot": "Set5_HR/../../evil.png",
+                "absolute": "/tmp/srbench-evil.png",
+                "symlink": "Set5_HR/evil.png",
+                "hardlink": "Set5_HR/evil.png",
+            }[kind]
+        )
         if kind == "symlink":
             evil.type, evil.linkname = tarfile.SYMTYPE, "/etc/passwd"
         elif kind == "hardlink":
@@ -262,13 +268,14 @@ def test_fetch_unsafe_zip_member_is_refused(dl_env, tiny_manifest, tmp_path, mon
     with zipfile.ZipFile(buf, "a") as zf:
         info = zipfile.ZipInfo(member)
         if "link" in reason:
-            info.external_attr = (0o120777 << 16)  # a symlink, as Info-ZIP stores it
+            info.external_attr = 0o120777 << 16  # a symlink, as Info-ZIP stores it
         zf.writestr(info, "/etc/passwd" if "link" in reason else "evil")
     data = buf.getvalue()
     # the manifest's archive sha256 must match, or pooch stops it before extraction
     toml = bench.data.manifests.MANIFEST_DIR / "tiny.toml"
-    toml.write_text(toml.read_text().replace(hashlib.sha256(tiny_manifest).hexdigest(),
-                                             hashlib.sha256(data).hexdigest()))
+    toml.write_text(
+        toml.read_text().replace(hashlib.sha256(tiny_manifest).hexdigest(), hashlib.sha256(data).hexdigest())
+    )
     bench.data.manifests.dataset_manifests.cache_clear()
     _serve(dl_env, TINY_URL_PATH, data)
     with pytest.raises(DataError) as err:
@@ -362,8 +369,11 @@ def test_fetch_cache_under_a_file_names_the_folder(dl_env, monkeypatch, tmp_path
 
 @pytest.mark.parametrize(
     ("code", "text"),
-    [(errno.EROFS, "cannot write to the cache folder"), (errno.EACCES, "cannot write to the cache folder"),
-     (errno.ENOSPC, "disk full while writing to")],
+    [
+        (errno.EROFS, "cannot write to the cache folder"),
+        (errno.EACCES, "cannot write to the cache folder"),
+        (errno.ENOSPC, "disk full while writing to"),
+    ],
 )
 def test_fetch_unwritable_or_full_cache_names_the_folder(dl_env, monkeypatch, tmp_path, code, text):
     # the file system refuses the download (as a read-only mount or a full disk does, even for root)
@@ -379,7 +389,9 @@ def test_fetch_unwritable_or_full_cache_names_the_folder(dl_env, monkeypatch, tm
     assert "SRBENCH_CACHE" in str(err.value)
 
 
-def test_fetch_read_only_cache_during_extraction_names_the_folder(dl_env, shared_datasets, monkeypatch, tmp_path):
+def test_fetch_read_only_cache_during_extraction_names_the_folder(
+    dl_env, shared_datasets, monkeypatch, tmp_path
+):
     _serve(dl_env, SET5_URL_PATH, _tar_gz(_set5_members(shared_datasets)))
 
     def refuse(*args, **kwargs):  # type: ignore[no-untyped-def]
@@ -403,8 +415,13 @@ def test_fetch_two_processes_at_once_do_not_corrupt_the_cache(dl_env, shared_dat
     _serve(dl_env, SET5_URL_PATH, _tar_gz(_set5_members(shared_datasets)))
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parent.parent)}
     procs = [
-        subprocess.Popen([sys.executable, "-c", _FETCH_SCRIPT], env=env, stdout=subprocess.PIPE,
-                         stderr=subprocess.PIPE, text=True)
+        subprocess.Popen(
+            [sys.executable, "-c", _FETCH_SCRIPT],
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
         for _ in range(4)  # with 4 at once the old rmtree-then-rename install failed 1 time in 4
     ]
     results = [p.communicate(timeout=120) for p in procs]

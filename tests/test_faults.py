@@ -60,8 +60,21 @@ def _folder(tmp_path: Path, files: dict[str, bytes | np.ndarray], name: str = "m
 
 
 def _run(tmp_path: Path, methods: str, folder: Path, scales: str = "2", *extra: str) -> int:
-    return main(["run", "--methods", methods, "--datasets", str(folder), "--scales", scales,
-                 "--out", str(tmp_path / "run"), *RUN_OPTS, *extra])
+    return main(
+        [
+            "run",
+            "--methods",
+            methods,
+            "--datasets",
+            str(folder),
+            "--scales",
+            scales,
+            "--out",
+            str(tmp_path / "run"),
+            *RUN_OPTS,
+            *extra,
+        ]
+    )
 
 
 def _quality(tmp_path: Path) -> pd.DataFrame:
@@ -87,8 +100,9 @@ class FakeMethod:
 
 
 def _register(name: str, fn=None, **kw) -> None:  # type: ignore[no-untyped-def]
-    registry.register_method(name, lambda *, scale, device="cpu", **k: FakeMethod(name, scale, fn, **{**kw, **k}),
-                             replace=True)
+    registry.register_method(
+        name, lambda *, scale, device="cpu", **k: FakeMethod(name, scale, fn, **{**kw, **k}), replace=True
+    )
 
 
 # ----------------------------------------------------------------------------------------- bad files
@@ -96,15 +110,18 @@ def _register(name: str, fn=None, **kw) -> None:  # type: ignore[no-untyped-def]
 
 def test_folder_bad_files_are_skipped_by_name_and_reason_others_scored(tmp_path, capsys):
     good = _png_bytes(_image(48, 48))
-    folder = _folder(tmp_path, {
-        "good.png": good,
-        "good2.png": _image(40, 56, seed=1),
-        "corrupt.png": good[:100] + bytes(range(256)) * 4,  # a PNG header, then garbage
-        "truncated.png": good[: len(good) // 2],
-        "empty.png": b"",
-        "notes.jpg": b"these are my notes, not a picture\n",
-        "readme.txt": b"hello",
-    })
+    folder = _folder(
+        tmp_path,
+        {
+            "good.png": good,
+            "good2.png": _image(40, 56, seed=1),
+            "corrupt.png": good[:100] + bytes(range(256)) * 4,  # a PNG header, then garbage
+            "truncated.png": good[: len(good) // 2],
+            "empty.png": b"",
+            "notes.jpg": b"these are my notes, not a picture\n",
+            "readme.txt": b"hello",
+        },
+    )
     assert _run(tmp_path, "bicubic", folder) == 1
     err = capsys.readouterr().err
     assert "Traceback" not in err
@@ -125,7 +142,10 @@ def test_folder_without_any_image_is_an_error(tmp_path, capsys):
     folder = _folder(tmp_path, {"a.txt": b"x"})
     assert _run(tmp_path, "bicubic", folder) == 1
     err = capsys.readouterr().err
-    assert err.startswith(f"error: folder {folder} holds no images (.png") and "point --datasets at HR images" in err
+    assert (
+        err.startswith(f"error: folder {folder} holds no images (.png")
+        and "point --datasets at HR images" in err
+    )
 
 
 def test_file_removed_during_the_run_is_skipped(tmp_path, capsys):
@@ -140,12 +160,27 @@ def test_unwritable_out_folder_is_a_usage_error_before_any_work(tmp_path, capsys
     blocker = tmp_path / "a-file"
     blocker.write_text("")
     folder = _folder(tmp_path, {"a.png": _image(40, 40)})
-    rc = main(["run", "--methods", "bicubic", "--datasets", str(folder), "--scales", "2",
-               "--out", str(blocker / "run"), *RUN_OPTS])
+    rc = main(
+        [
+            "run",
+            "--methods",
+            "bicubic",
+            "--datasets",
+            str(folder),
+            "--scales",
+            "2",
+            "--out",
+            str(blocker / "run"),
+            *RUN_OPTS,
+        ]
+    )
     assert rc == 2
     err = capsys.readouterr().err
-    assert err == f"error: cannot write to the run folder {blocker / 'run'} (Not a directory); choose a writable " \
-                  "folder with --out\n"
+    assert (
+        err
+        == f"error: cannot write to the run folder {blocker / 'run'} (Not a directory); choose a writable "
+        "folder with --out\n"
+    )
 
 
 # ----------------------------------------------------------------------------------------- image formats
@@ -159,8 +194,12 @@ def _png16_rgb(arr: np.ndarray) -> bytes:
     def chunk(kind: bytes, data: bytes) -> bytes:
         return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
 
-    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, 16, 2, 0, 0, 0))
-            + chunk(b"IDAT", zlib.compress(raw)) + chunk(b"IEND", b""))
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, 16, 2, 0, 0, 0))
+        + chunk(b"IDAT", zlib.compress(raw))
+        + chunk(b"IEND", b"")
+    )
 
 
 def _save(img: Image.Image, fmt: str = "PNG", **kw) -> bytes:  # type: ignore[no-untyped-def]
@@ -229,13 +268,16 @@ def test_load_bilevel_image_becomes_rgb():
 
 def test_odd_formats_in_a_folder_are_all_scored(tmp_path, capsys):
     base = _image(40, 40)
-    folder = _folder(tmp_path, {
-        "rgba.png": _save(Image.fromarray(np.dstack([base, np.full((40, 40), 128, np.uint8)]), "RGBA")),
-        "gray.png": _save(Image.fromarray(base[..., 0], "L")),
-        "pal.png": _save(Image.fromarray(base).quantize(64)),
-        "g16.png": _save(Image.fromarray(base[..., 0].astype(np.uint16) * 257)),
-        "cmyk.jpg": _save(Image.fromarray(base).convert("CMYK"), "JPEG"),
-    })
+    folder = _folder(
+        tmp_path,
+        {
+            "rgba.png": _save(Image.fromarray(np.dstack([base, np.full((40, 40), 128, np.uint8)]), "RGBA")),
+            "gray.png": _save(Image.fromarray(base[..., 0], "L")),
+            "pal.png": _save(Image.fromarray(base).quantize(64)),
+            "g16.png": _save(Image.fromarray(base[..., 0].astype(np.uint16) * 257)),
+            "cmyk.jpg": _save(Image.fromarray(base).convert("CMYK"), "JPEG"),
+        },
+    )
     assert _run(tmp_path, "bicubic", folder) == 0, capsys.readouterr().err
     q = _quality(tmp_path)
     assert len(q) == 5 and (q["status"] == "ok").all() and np.isfinite(q["psnr"].astype(float)).all()
@@ -245,15 +287,21 @@ def test_odd_formats_in_a_folder_are_all_scored(tmp_path, capsys):
 
 
 def test_images_too_small_for_scale_shave_and_ssim_window_are_skipped(tmp_path, capsys):
-    folder = _folder(tmp_path, {"ok.png": _image(40, 40), "small.png": _image(12, 30), "tiny.png": _image(3, 3)})
+    folder = _folder(
+        tmp_path, {"ok.png": _image(40, 40), "small.png": _image(12, 30), "tiny.png": _image(3, 3)}
+    )
     assert _run(tmp_path, "bicubic", folder, "2,4") == 1
     err = capsys.readouterr().err
     # x2 needs 2 * 2 shave + 11 (SSIM window) = 15 pixels; x4 needs 19; 3x3 has no LR pixel at x4
-    assert ("skipped: mine/small: 30x12 is too small for x2 under this protocol (needs at least 15x15: "
-            "shave 2 + SSIM window); skipped") in err
+    assert (
+        "skipped: mine/small: 30x12 is too small for x2 under this protocol (needs at least 15x15: "
+        "shave 2 + SSIM window); skipped"
+    ) in err
     assert "skipped: mine/small: 28x12 is too small for x4 under this protocol (needs at least 19x19" in err
-    assert ("skipped: mine/tiny: tiny: 3x3 is too small for x4 (needs at least 4x4); use a larger image or a "
-            "smaller scale") in err
+    assert (
+        "skipped: mine/tiny: tiny: 3x3 is too small for x4 (needs at least 4x4); use a larger image or a "
+        "smaller scale"
+    ) in err
     q = _quality(tmp_path)
     assert set(q["image"]) == {"ok"} and len(q) == 2
 
@@ -263,7 +311,9 @@ def test_decompression_bomb_is_a_clear_error(tmp_path, monkeypatch, capsys):
     monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 1000)  # 64x64 = 4096 pixels: over twice the limit
     with pytest.raises(DataError, match=r"huge.png: image too large to decode safely .*; resize it"):
         load_rgb(folder / "huge.png")
-    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 3000)  # between the limit and twice it: a warning in Pillow
+    monkeypatch.setattr(
+        Image, "MAX_IMAGE_PIXELS", 3000
+    )  # between the limit and twice it: a warning in Pillow
     with pytest.raises(DataError, match="huge.png: image too large to decode safely"):
         load_rgb(folder / "huge.png")
     monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 2000)
@@ -282,7 +332,10 @@ def _raise(lr, m):  # type: ignore[no-untyped-def]
 
 BROKEN = {
     "f-raise": (_raise, "RuntimeError: kernel exploded"),
-    "f-nan": (lambda lr, m: np.full((lr.shape[0] * m.scale, lr.shape[1] * m.scale, 3), np.nan), "returned NaN or inf"),
+    "f-nan": (
+        lambda lr, m: np.full((lr.shape[0] * m.scale, lr.shape[1] * m.scale, 3), np.nan),
+        "returned NaN or inf",
+    ),
     "f-inf": (lambda lr, m: imresize(lr.astype(np.float64), m.scale) * np.inf, "returned NaN or inf"),
     "f-shape": (lambda lr, m: imresize(lr, m.scale)[:-1], "returned shape"),
     "f-dtype": (lambda lr, m: imresize(lr, m.scale).astype(complex), "returned dtype complex128"),
@@ -315,8 +368,24 @@ def test_failed_cell_shows_in_the_report(tmp_path, capsys):
     pytest.importorskip("jinja2")
     _register("f-raise", _raise)
     folder = _folder(tmp_path, {"a.png": _image(40, 40)})
-    rc = main(["run", "--methods", "bicubic,f-raise", "--datasets", str(folder), "--scales", "2",
-               "--out", str(tmp_path / "run"), "--pass", "quality", "--no-progress", "--save-images", "none"])
+    rc = main(
+        [
+            "run",
+            "--methods",
+            "bicubic,f-raise",
+            "--datasets",
+            str(folder),
+            "--scales",
+            "2",
+            "--out",
+            str(tmp_path / "run"),
+            "--pass",
+            "quality",
+            "--no-progress",
+            "--save-images",
+            "none",
+        ]
+    )
     assert rc == 1
     report = (tmp_path / "run" / "report.md").read_text()
     assert "| f-raise |" in report and "RuntimeError: kernel exploded" in report
@@ -324,7 +393,9 @@ def test_failed_cell_shows_in_the_report(tmp_path, capsys):
 
 def test_method_that_cannot_be_built_fails_its_cells(tmp_path, capsys):
     def factory(*, scale, device="cpu", **kw):  # type: ignore[no-untyped-def]
-        raise WeightsError("weights /nowhere/x_x2.safetensors missing; train them with 'python -m bench train x'")
+        raise WeightsError(
+            "weights /nowhere/x_x2.safetensors missing; train them with 'python -m bench train x'"
+        )
 
     registry.register_method("f-build", factory, replace=True)
     folder = _folder(tmp_path, {"a.png": _image(40, 40)})
@@ -341,7 +412,9 @@ def test_method_whose_info_raises_fails_its_cells(tmp_path, capsys):
         def info(self) -> MethodInfo:
             raise AttributeError("no params")
 
-    registry.register_method("f-info", lambda *, scale, device="cpu", **kw: BadInfo("f-info", scale), replace=True)
+    registry.register_method(
+        "f-info", lambda *, scale, device="cpu", **kw: BadInfo("f-info", scale), replace=True
+    )
     folder = _folder(tmp_path, {"a.png": _image(40, 40)})
     assert _run(tmp_path, "bicubic,f-info", folder) == 1
     err = capsys.readouterr().err
@@ -356,12 +429,23 @@ def test_method_whose_info_raises_fails_its_cells(tmp_path, capsys):
 @pytest.mark.parametrize(
     ("argv", "needles"),
     [
-        (["--methods", "bicubc", "--datasets", "sample"],
-         ["unknown method 'bicubc'; did you mean 'bicubic'? known: ", "lanczos", "nearest"]),
-        (["--methods", "bicubic", "--datasets", "set55"],
-         ["unknown dataset 'set55'; did you mean 'set5'? known: ", "set14", "sample", "(or a folder of HR images)"]),
-        (["--methods", "bicubic", "--datasets", "sample", "--scales", "2,9"],
-         ["unsupported scale '9'; scales are integers 2..8, e.g. --scales 2,3,4"]),
+        (
+            ["--methods", "bicubc", "--datasets", "sample"],
+            ["unknown method 'bicubc'; did you mean 'bicubic'? known: ", "lanczos", "nearest"],
+        ),
+        (
+            ["--methods", "bicubic", "--datasets", "set55"],
+            [
+                "unknown dataset 'set55'; did you mean 'set5'? known: ",
+                "set14",
+                "sample",
+                "(or a folder of HR images)",
+            ],
+        ),
+        (
+            ["--methods", "bicubic", "--datasets", "sample", "--scales", "2,9"],
+            ["unsupported scale '9'; scales are integers 2..8, e.g. --scales 2,3,4"],
+        ),
         (["--methods", "bicubic", "--datasets", "sample", "--scales", "x3"], ["unsupported scale 'x3'"]),
     ],
 )
@@ -396,10 +480,30 @@ def test_ctrl_c_saves_what_was_computed_and_says_how_to_resume(tmp_path, capsys)
 
     # resume with a method that no longer fails: only the 2 missing rows are computed
     calls: list[str] = []
-    registry.register_method("f-ctrlc", lambda *, scale, device="cpu", **kw: FakeMethod(
-        "f-ctrlc", scale, lambda lr, m: calls.append("x") or imresize(lr, m.scale)), replace=True)
-    assert main(["run", "--methods", "bicubic,f-ctrlc", "--datasets", str(folder), "--scales", "2",
-                 "--resume", str(out), *RUN_OPTS]) == 0
+    registry.register_method(
+        "f-ctrlc",
+        lambda *, scale, device="cpu", **kw: FakeMethod(
+            "f-ctrlc", scale, lambda lr, m: calls.append("x") or imresize(lr, m.scale)
+        ),
+        replace=True,
+    )
+    assert (
+        main(
+            [
+                "run",
+                "--methods",
+                "bicubic,f-ctrlc",
+                "--datasets",
+                str(folder),
+                "--scales",
+                "2",
+                "--resume",
+                str(out),
+                *RUN_OPTS,
+            ]
+        )
+        == 0
+    )
     assert len(calls) == 2
     q = _quality(tmp_path)
     assert len(q) == 6 and (q["status"] == "ok").all()
@@ -436,7 +540,9 @@ def test_concurrent_lr_cache_writers_do_not_corrupt_it(tmp_path):
     assert np.array_equal(load_rgb(cached[0])[0], expected)
 
 
-def test_lr_cache_replaced_by_another_png_is_recomputed(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_lr_cache_replaced_by_another_png_is_recomputed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("SRBENCH_CACHE", str(tmp_path / "cache"))
     rng = np.random.default_rng(3)
     hr = rng.integers(0, 256, (48, 64, 3), dtype=np.uint8)
@@ -470,7 +576,9 @@ def _save_weights(path: Path, scale: int) -> str:
 def test_weights_missing_file_is_a_clear_error(tmp_path):
     make = _espcn_factory()
     path = tmp_path / "espcn_x3.safetensors"
-    with pytest.raises(WeightsError, match=rf"weights {path} missing; train them with 'python -m bench train"):
+    with pytest.raises(
+        WeightsError, match=rf"weights {path} missing; train them with 'python -m bench train"
+    ):
         make(scale=3, device="cpu", weights=path)
 
 
@@ -502,7 +610,9 @@ def test_weights_wrong_shapes_name_the_tensor(tmp_path):
     sha = _save_weights(path, 2)  # x2 weights offered to the x3 network
     with pytest.raises(WeightsError) as err:
         make(scale=3, device="cpu", weights=path, sha256=sha)
-    assert re.search(r"tensor 'conv3\.(weight|bias)' has shape \(4,.*\), expected \(9,.*\) for espcn x3", str(err.value))
+    assert re.search(
+        r"tensor 'conv3\.(weight|bias)' has shape \(4,.*\), expected \(9,.*\) for espcn x3", str(err.value)
+    )
 
 
 class _Trap:
@@ -531,8 +641,9 @@ def test_out_of_memory_without_tiling_fails_the_cell_and_suggests_tiling(tmp_pat
     def oom(lr, m):  # type: ignore[no-untyped-def]
         raise MemoryError
 
-    registry.register_method("f-oom", lambda *, scale, device="cpu", **kw: _NoTile("f-oom", scale, oom),
-                             replace=True)
+    registry.register_method(
+        "f-oom", lambda *, scale, device="cpu", **kw: _NoTile("f-oom", scale, oom), replace=True
+    )
     folder = _folder(tmp_path, {"a.png": _image(40, 40)})
     assert _run(tmp_path, "bicubic,f-oom", folder) == 1
     err = capsys.readouterr().err
@@ -552,11 +663,17 @@ def _torch_oom() -> BaseException:
     return torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 20.00 GiB")
 
 
-@pytest.mark.parametrize("error", [
-    lambda: MemoryError("cannot allocate the whole image"),
-    lambda: RuntimeError("DefaultCPUAllocator: can't allocate memory: you tried to allocate 8589934592 bytes"),
-    _torch_oom,
-], ids=["MemoryError", "torch-cpu", "torch-cuda"])
+@pytest.mark.parametrize(
+    "error",
+    [
+        lambda: MemoryError("cannot allocate the whole image"),
+        lambda: RuntimeError(
+            "DefaultCPUAllocator: can't allocate memory: you tried to allocate 8589934592 bytes"
+        ),
+        _torch_oom,
+    ],
+    ids=["MemoryError", "torch-cpu", "torch-cuda"],
+)
 def test_out_of_memory_falls_back_to_tiling_when_the_method_supports_it(tmp_path, capsys, error):
     built: list[int | None] = []
 

@@ -167,7 +167,9 @@ def test_lr_shape_for_rounds_up() -> None:
 
 
 def test_latency_pass_one_row_per_method_scale_size() -> None:
-    df, infos = latency_pass(["nearest", "bicubic"], [2, 3], sizes=[(24, 40), (12, 12)], progress=False, **FAST)
+    df, infos = latency_pass(
+        ["nearest", "bicubic"], [2, 3], sizes=[(24, 40), (12, 12)], progress=False, **FAST
+    )
     assert set(infos) == {("nearest", 2), ("nearest", 3), ("bicubic", 2), ("bicubic", 3)}
     assert list(df.columns) == LATENCY_COLUMNS
     assert len(df) == 2 * 2 * 2

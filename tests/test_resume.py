@@ -33,7 +33,12 @@ def _quiet(msg: str) -> None:
 
 
 def _run(
-    out: Path, methods: list[str], datasets: list[str], scales: list[int], resume: bool = False, force: bool = False
+    out: Path,
+    methods: list[str],
+    datasets: list[str],
+    scales: list[int],
+    resume: bool = False,
+    force: bool = False,
 ) -> None:
     req = RunRequest(
         methods=methods,

@@ -40,7 +40,6 @@ INIT_TEXT = {
 }
 
 
-
 @dataclass(frozen=True)
 class TrainingDefaults:
     """A trainable network's facts and training recipe, kept beside the network in `methods/`.
@@ -161,7 +160,9 @@ def training_defaults(method: str) -> TrainingDefaults:
 def _default_out_dir(method: str, scale: int) -> Path:
     # never inside site-packages: a checkout keeps its runs beside the code, an installed package in the user's folder
     parent = (
-        paths.PACKAGE_PARENT if source_checkout() else Path(platformdirs.user_data_dir("srbench", appauthor=False))
+        paths.PACKAGE_PARENT
+        if source_checkout()
+        else Path(platformdirs.user_data_dir("srbench", appauthor=False))
     )
     return parent / "train_runs" / f"{method}_x{scale}"
 
