@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import shutil
 import sys
 from pathlib import Path
@@ -122,9 +123,32 @@ def test_tiling_is_exact_where_the_architecture_allows_it(weights_env: Path) -> 
 # ----------------------------------------------------------------------------------------- Set5 quality
 
 
+def _scores_from_run(run_dir: Path) -> dict[tuple[str, int], dict[str, float]] | None:
+    """Set5 per-image PSNR from a finished `bench run` folder (CI's quality-gate run computes exactly these
+    cells), when it holds every zoo cell with the official weights under the paper protocol; else None."""
+    q = pd.read_csv(run_dir / "quality.csv")
+    q = q[(q["dataset"] == "set5") & (q["protocol"] == "paper") & (q["status"] == "ok")]
+    official = {(c.method, s): c.sha256 for c in checkpoints() for s in c.scales}
+    out: dict[tuple[str, int], dict[str, float]] = {}
+    for (name, scale), g in q.groupby(["method", "scale"]):
+        key = (str(name), int(scale))
+        if key in official and set(g["weights_sha256"]) != {official[key]}:
+            return None  # other weights: not the numbers these tests are about
+        out[key] = dict(zip(g["image"], g["psnr"], strict=True))
+    wanted = [*CELLS, *((("bicubic", s)) for s in (2, 3, 4))]
+    return out if all(k in out and len(out[k]) == 5 for k in wanted) else None
+
+
 @pytest.fixture(scope="module")
 def set5_scores(shared_datasets: Path, shared_weights: Path) -> dict[tuple[str, int], dict[str, float]]:
-    """Per-image Set5 PSNR of every zoo (model, scale) and of bicubic, through the evaluation core."""
+    """Per-image Set5 PSNR of every zoo (model, scale) and of bicubic, through the evaluation core.
+
+    SRBENCH_TEST_RUN may name a run folder that already scored them (CI runs its Set5/Set14 gate first):
+    its rows are used when they are complete and come from the official weights.
+    """
+    run = os.environ.get("SRBENCH_TEST_RUN")
+    if run and (found := _scores_from_run(Path(run))) is not None:
+        return found
     mp = pytest.MonkeyPatch()
     mp.setenv("SRBENCH_DATA_PATH", str(shared_datasets))
     mp.setenv("SRBENCH_WEIGHTS_PATH", str(shared_weights))
