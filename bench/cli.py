@@ -76,7 +76,9 @@ def _add_run_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[ty
     r.add_argument(
         "--pass", dest="passes", default=None, help="quality, latency or both (default quality,latency)"
     )
-    r.add_argument("--protocol", default=None, help="paper (default), legacy-y, basicsr, rgb, ntire")
+    r.add_argument(
+        "--protocol", default=None, help="paper (default), legacy-y, basicsr, float-lr, rgb, ntire"
+    )
     r.add_argument("--channel", default=None, choices=["y", "rgb"], help="override the protocol's channel")
     r.add_argument("--shave", default=None, help="override the border: an integer, 'scale' or 'scale+N'")
     r.add_argument("--device", default=None, help="auto (default), cpu or cuda")

@@ -13,7 +13,7 @@ from bench.errors import UsageError
 from bench.imresize import imresize
 from bench.metrics import gray_to_y, psnr, rgb_to_y, shave, ssim
 
-__all__ = ["Protocol", "LegacyYProtocol", "PROTOCOLS", "get_protocol", "SSIM_WINDOW"]
+__all__ = ["Protocol", "LegacyYProtocol", "FloatLRProtocol", "PROTOCOLS", "get_protocol", "SSIM_WINDOW"]
 
 SSIM_WINDOW = 11
 
@@ -136,6 +136,19 @@ class LegacyYProtocol(Protocol):
         return psnr(out, hr), ssim(out, hr)
 
 
+@dataclass(frozen=True)
+class FloatLRProtocol(Protocol):
+    """The paper protocol with the LR never rounded: MATLAB bicubic of the HR image in double, fed to the
+    method as HxWx3 float64 RGB in [0, 255] (LapSRN's `evaluate_LapSRN_dataset.m` made its LR so)."""
+
+    degradation: str = "bicubic-float"
+
+    def degrade(self, sample: Sample) -> np.ndarray:
+        lr = imresize(sample.hr.astype(np.float64), 1.0 / sample.scale)
+        lr.flags.writeable = False
+        return lr
+
+
 PROTOCOLS: dict[str, Protocol] = {
     "paper": Protocol(
         "paper",
@@ -153,6 +166,11 @@ PROTOCOLS: dict[str, Protocol] = {
         description="paper protocol as the Python metrics of BasicSR/mmsr compute it: a single-channel ground truth "
         "(Set14 bridge) is scored on studio Y of its RGB replica, not on its gray value",
     ),
+    "float-lr": FloatLRProtocol(
+        "float-lr",
+        description="paper protocol with the LR kept in float (MATLAB bicubic of the double HR image, never "
+        "rounded to uint8), as LapSRN's MATLAB evaluation made it",
+    ),
     "rgb": Protocol("rgb", channel="rgb", description="paper protocol scored on RGB instead of Y"),
     "ntire": Protocol(
         "ntire", channel="rgb", shave="scale+6", description="DIV2K/NTIRE convention: RGB, border 6 + scale"
@@ -168,7 +186,7 @@ def get_protocol(
     Parameters
     ----------
     name : str or Protocol
-        ``paper`` (default), ``legacy-y``, ``basicsr``, ``rgb`` or ``ntire``; a Protocol is returned as given.
+        ``paper`` (default), ``legacy-y``, ``basicsr``, ``float-lr``, ``rgb`` or ``ntire``; a Protocol is returned as given.
     channel : str, optional
         ``y`` or ``rgb`` to override the protocol's channel.
     shave_spec : str, optional
