@@ -10,8 +10,8 @@ The public face: score methods with `evaluate`, build them with `create_method`,
 """
 
 from bench.api import Method, MethodInfo
+from bench.core import evaluate, summarise
 from bench.data import list_datasets, open_dataset
-from bench.evaluate import evaluate, summarise
 from bench.imresize import imresize
 from bench.metrics import psnr, rgb_to_y, ssim
 from bench.protocol import Protocol, get_protocol

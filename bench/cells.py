@@ -11,8 +11,8 @@ from typing import Any
 
 import numpy as np
 
+from bench.core import infer, score_output
 from bench.data import Sample, atomic_write_png
-from bench.evaluate import infer, score_output
 from bench.protocol import Protocol
 from bench.registry import method_scales
 from bench.store import RunStore

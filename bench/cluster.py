@@ -2,7 +2,7 @@
 
 The runner hands its pass here when a run names a scheduler or a number of local workers. Workers open the
 datasets and weights themselves (the same SRBENCH_DATA_PATH / cache / download / mirror rules), build each
-method once per worker process, and score with the same core as the in-process pass (`bench.evaluate`
+method once per worker process, and score with the same core as the in-process pass (`bench.core`
 and the cell rules of `bench.cells`).
 The client journals rows as tasks complete, so `--resume` works across cluster runs and client restarts.
 Nothing here imports dask until a cluster is asked for.
@@ -23,9 +23,9 @@ import numpy as np
 
 from bench import cells as rules
 from bench.api import MethodInfo
+from bench.core import big_enough, row_base, score_output
 from bench.data import Dataset, Sample, canonical_name, open_dataset
 from bench.errors import BenchError, DataError, UsageError
-from bench.evaluate import big_enough, row_base, score_output
 from bench.protocol import Protocol
 from bench.registry import method_groups
 from bench.upscale import build_method

@@ -28,9 +28,9 @@ from bench.cells import (
     upscale_or_tile,
 )
 from bench.cluster import run_on_cluster
+from bench.core import big_enough, row_base, summarise
 from bench.data import Dataset, Sample, open_dataset
 from bench.errors import BenchError, DataError, UsageError
-from bench.evaluate import big_enough, row_base, summarise
 from bench.protocol import Protocol, get_protocol
 from bench.registry import resolve_device
 from bench.store import QUALITY_COLUMNS, SUMMARY_COLUMNS, RunStore

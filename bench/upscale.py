@@ -11,10 +11,10 @@ from typing import Any
 import numpy as np
 
 from bench.api import Method, MethodInfo
+from bench.core import check_output
 from bench.data import IMAGE_SUFFIXES, atomic_write_png, is_image_file, load_rgb, sha256_file
 from bench.data.dataset import image_names  # the one rule for naming files that share a stem
 from bench.errors import BenchError, DataError, UsageError, did_you_mean
-from bench.evaluate import check_output
 from bench.metrics import to_uint8
 from bench.registry import create_method, method_groups
 

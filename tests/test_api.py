@@ -135,3 +135,17 @@ def test_summarise_of_a_failed_image_has_no_mean() -> None:
 
 def test_imresize_is_the_same_object_as_the_module_function() -> None:
     assert bench.imresize is imresize
+
+
+def test_evaluate_skips_scales_a_published_model_does_not_have(monkeypatch: pytest.MonkeyPatch) -> None:
+    import bench.core as core
+
+    built: list[int] = []
+    monkeypatch.setattr(core, "method_scales", lambda name: (2, 4) if name == "rlfn" else None)
+    monkeypatch.setattr(
+        core,
+        "as_method",
+        lambda obj, *, scale, **kw: built.append(scale) or bench.create_method("bicubic", scale=scale),
+    )
+    bench.evaluate("rlfn", "sample", scales=[2, 3, 4])
+    assert built == [2, 4]

@@ -1,4 +1,4 @@
-"""Scoring a network while and after it trains, through the evaluation core (`bench.evaluate`), as `bench run` scores."""
+"""Scoring a network while and after it trains, through the evaluation core (`bench.core`), as `bench run` scores."""
 
 from __future__ import annotations
 
@@ -7,9 +7,9 @@ from typing import Any, cast
 
 import pandas as pd
 
+from bench.core import evaluate as evaluate_core
 from bench.data import open_dataset
 from bench.errors import DataError
-from bench.evaluate import evaluate as evaluate_core
 from bench.train.config import TrainingDefaults
 
 __all__ = ["evaluate", "validation_dataset", "method_for"]
@@ -23,7 +23,7 @@ def evaluate(method: Any, dataset: str, scale: int) -> tuple[float, float, list[
     """Mean PSNR/SSIM of `method` on `dataset` at `scale` under the paper protocol, and per-image
     (name, PSNR dB, SSIM) values.
 
-    The evaluation core (`bench.evaluate`) scores it, exactly as `bench run` would. Raises DataError
+    The evaluation core (`bench.core`) scores it, exactly as `bench run` would. Raises DataError
     when the dataset gives no image large enough for the scale.
     """
     # summary=False: the core returns the per-image frame alone

@@ -23,7 +23,7 @@ from bench.data import Dataset, ImageProblem, Sample, open_dataset
 from bench.errors import MethodError, UsageError
 from bench.metrics import to_uint8
 from bench.protocol import Protocol, get_protocol
-from bench.registry import create_method, resolve_device
+from bench.registry import create_method, method_scales, resolve_device
 from bench.store import QUALITY_COLUMNS, SUMMARY_COLUMNS
 
 __all__ = [
@@ -367,6 +367,8 @@ def evaluate(
             for obj, name in zip(objs, names, strict=True):
                 if isinstance(obj, Method) and not isinstance(obj, str) and int(obj.scale) != scale:
                     continue  # a built Method answers for its own scale only
+                if isinstance(obj, str) and scale not in (method_scales(obj) or (scale,)):
+                    continue  # e.g. a published model without official weights at this scale
                 method = as_method(obj, scale=scale, device=device, input_range=input_range, name=name)
                 rows.extend(_cell_rows(method, name, ds, scale, proto))
     quality = pd.DataFrame(rows, columns=[*QUALITY_COLUMNS, "seconds"])
