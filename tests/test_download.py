@@ -397,7 +397,7 @@ def test_fetch_read_only_cache_during_extraction_names_the_folder(
     def refuse(*args, **kwargs):  # type: ignore[no-untyped-def]
         raise OSError(errno.EROFS, os.strerror(errno.EROFS))
 
-    monkeypatch.setattr(sys.modules["bench.data.fetch"].tempfile, "mkdtemp", refuse)
+    monkeypatch.setattr(sys.modules["bench.data.download"].tempfile, "mkdtemp", refuse)
     with pytest.raises(DataError) as err:
         fetch("set5")
     assert f"cannot write to the cache folder {tmp_path / 'cache'}" in str(err.value)

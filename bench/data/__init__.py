@@ -1,8 +1,8 @@
-"""The data layer, in the style of pooch: environment (`paths`), manifests, downloads (`fetch`), image
+"""The data layer, in the style of pooch: environment (`paths`), manifests, downloads (`download`), image
 files (`images`) and datasets (`dataset`). Import from here; the submodules are the implementation."""
 
 from bench.data.dataset import LAYOUTS, SAMPLE_FILES, Dataset, open_dataset
-from bench.data.fetch import OFFLINE_FIX, fetch, retrieve
+from bench.data.download import OFFLINE_FIX, fetch, retrieve
 from bench.data.images import (
     IMAGE_SUFFIXES,
     HRImage,

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
-from bench.data.fetch import OFFLINE_FIX, cached_hashes, complete, fetch
+from bench.data.download import OFFLINE_FIX, cached_hashes, complete, fetch
 from bench.data.images import (
     IMAGE_SUFFIXES,
     HRImage,
