@@ -209,7 +209,7 @@ def _method_list(text: str) -> list[str]:
     for name in names:
         reason = why_unavailable(name) if name not in groups else None
         if reason is not None:
-            raise UsageError(reason)
+            raise UsageError(f"{name}: {reason}")
     methods, notes = expand_methods(names)
     for note in notes:
         print(note, file=sys.stderr)

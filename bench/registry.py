@@ -167,7 +167,7 @@ def expand_methods(names: list[str]) -> tuple[list[str], list[str]]:
                 continue
             reason = _unavailable(member) if members is not None else None
             if reason is not None:
-                notes.append(f"warning: skipped {reason}")
+                notes.append(f"warning: skipped {member}: {reason}")
                 continue
             out.append(member)
     return out, notes

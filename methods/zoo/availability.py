@@ -1,10 +1,11 @@
-"""Whether a zoo model can run here without torch: a verified local copy of its weights, or the network."""
+"""Whether a zoo model can run here: a verified local copy of its weights, or one downloaded now."""
 
 from __future__ import annotations
 
 from bench.data import offline
+from bench.errors import WeightsError
 from methods.zoo.catalog import checkpoints
-from methods.zoo.weights import NO_WEIGHTS_FIX, local_checkpoint
+from methods.zoo.weights import NO_WEIGHTS_FIX, checkpoint_path, local_checkpoint
 
 __all__ = ["why_unavailable", "weights_present"]
 
@@ -15,7 +16,16 @@ def weights_present(method: str) -> bool:
 
 
 def why_unavailable(method: str) -> str | None:
-    """A one-line reason when `method`'s weights can neither be found locally nor downloaded, else None."""
-    if not offline() or weights_present(method):
+    """None when `method`'s weights are here or could be downloaded now (they are, into the cache);
+    else a one-line reason naming SRBENCH_WEIGHTS_PATH and SRBENCH_MIRROR."""
+    if weights_present(method):
         return None
-    return f"{method}: weights not available offline; " + NO_WEIGHTS_FIX.format(method=method)
+    if offline():
+        return "weights not available offline; " + NO_WEIGHTS_FIX.format(method=method)
+    try:
+        for ck in checkpoints():
+            if ck.method == method:
+                checkpoint_path(ck)  # the run would download them first thing anyway
+    except WeightsError as exc:
+        return str(exc)
+    return None
