@@ -4,7 +4,6 @@ running a method with the out-of-memory retry, scoring, failure rows and the SR 
 from __future__ import annotations
 
 import math
-import re
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -15,11 +14,11 @@ from bench.core import infer, score_output
 from bench.data import Sample, atomic_write_png
 from bench.protocol import Protocol
 from bench.registry import method_scales
-from bench.store import RunStore
+from bench.store import RunStore, sr_image_path
 from bench.upscale import UserWeightsMethod, build_method
 
 __all__ = [
-    "row_key", "has_scale", "skipped_scales", "images_to_save", "safe_name", "save_png", "is_oom",
+    "row_key", "has_scale", "skipped_scales", "images_to_save", "save_png", "is_oom",
     "upscale_or_tile", "failure_row", "failed", "finish", "run_one", "OOM_TILE", "MAX_SKIP_LINES",
 ]  # fmt: skip
 
@@ -71,10 +70,6 @@ def images_to_save(samples: list[Sample], mode: str) -> set[str]:
     # the two most textured images: where methods differ visibly
     ranked = sorted(samples, key=lambda s: -texture(s.hr))
     return {s.image for s in ranked[:2]}
-
-
-def safe_name(name: str) -> str:
-    return re.sub(r"[^A-Za-z0-9._-]+", "_", name).strip("_") or "method"
 
 
 def save_png(path: Path, img: np.ndarray) -> None:
@@ -146,15 +141,7 @@ def finish(
     except Exception as exc:  # a contract breach (shape, dtype, NaN) fails the cell, the run goes on
         return failed(base, exc, log)
     if sample.image in to_save:
-        save_png(
-            store.dir
-            / "images"
-            / safe_name(base["method"])
-            / sample.dataset
-            / f"x{sample.scale}"
-            / f"{sample.image}.png",
-            sr,
-        )
+        save_png(sr_image_path(store.dir, base["method"], sample.dataset, sample.scale, sample.image), sr)
     return {**base, "psnr": p, "ssim": q, "status": "ok", "seconds": seconds}
 
 

@@ -28,6 +28,7 @@ from bench.data import Dataset, Sample, canonical_name, open_dataset
 from bench.errors import BenchError, DataError, UsageError
 from bench.protocol import Protocol
 from bench.registry import method_groups
+from bench.store import sr_image_path
 from bench.upscale import build_method
 
 __all__ = ["DASK_FIX", "CHUNK_IMAGES", "TASK_RETRIES", "require_distributed", "check_cluster_options",
@@ -312,10 +313,10 @@ class _ClusterPass:
             fut.release()
             for note in notes:
                 self.qp.log(note)
-            for image, sr in images.items():
-                # where `_finish` saves an image in-process
-                folder = self.qp.store.dir / "images" / rules.safe_name(task.method) / task.dataset
-                rules.save_png(folder / f"x{task.scale}" / f"{image}.png", sr)
+            for image, sr in images.items():  # where the in-process pass saves them
+                rules.save_png(
+                    sr_image_path(self.qp.store.dir, task.method, task.dataset, task.scale, image), sr
+                )
             for row in rows:
                 self.qp._keep(row)
         # rows in the in-process order, so quality.csv reads the same whoever computed it

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import re
 import tempfile
 from collections.abc import Iterable
 from pathlib import Path
@@ -14,7 +15,15 @@ import pandas as pd
 
 from bench.errors import UsageError
 
-__all__ = ["RunStore", "atomic_write_text", "QUALITY_COLUMNS", "SUMMARY_COLUMNS", "MARKER", "LOCK"]
+__all__ = [
+    "RunStore",
+    "atomic_write_text",
+    "sr_image_path",
+    "QUALITY_COLUMNS",
+    "SUMMARY_COLUMNS",
+    "MARKER",
+    "LOCK",
+]
 
 MARKER = ".srbench-run"  # a run folder carries this file: srbench only ever writes into folders it made
 LOCK = ".srbench-lock"  # held (flock) by the process writing into the folder; holds its pid
@@ -53,6 +62,15 @@ def atomic_write_text(path: Path, text: str) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def sr_image_path(run_dir: Path | str, method: str, dataset: str, scale: int, image: str) -> Path:
+    """Where a run keeps the SR output of `method` for one image: images/<method>/<dataset>/x<scale>/<image>.png.
+
+    Method names are made safe as folder names ('dir:/some/path' -> 'dir_some_path').
+    """
+    folder = re.sub(r"[^A-Za-z0-9._-]+", "_", method).strip("_") or "method"
+    return Path(run_dir) / "images" / folder / dataset / f"x{scale}" / f"{image}.png"
 
 
 def _json_default(o: Any) -> Any:

@@ -14,6 +14,7 @@ from bench.errors import BenchError, DataError, UsageError
 from bench.report.plots import Panel, plot_visual_comparison
 from bench.report.rundata import Run, dataset_label
 from bench.report.tables import fmt_psnr, fmt_ssim
+from bench.store import sr_image_path
 
 __all__ = [
     "CropSpec",
@@ -116,13 +117,6 @@ def _hr_from(source: str, dataset: str, image: str, scale: int) -> np.ndarray:
         if image in (sample.name, Path(sample.name).stem):
             return np.asarray(data.modcrop(sample.rgb, scale))
     raise DataError(f"image {image!r} is not in dataset {dataset!r} ({source}): cannot draw its crop")
-
-
-def sr_image_path(run_dir: Path, method: str, dataset: str, scale: int, image: str) -> Path:
-    """Where the run saves the SR output of `method` for one image (the runner's layout and names)."""
-    # the runner makes method names safe as folder names ('dir:/some/path' -> 'dir_some_path')
-    folder = re.sub(r"[^A-Za-z0-9._-]+", "_", method).strip("_") or "method"
-    return Path(run_dir) / "images" / folder / dataset / f"x{scale}" / f"{image}.png"
 
 
 def _read_rgb(path: Path) -> np.ndarray:
