@@ -3,8 +3,10 @@ running a method with the out-of-memory retry, scoring, failure rows and the SR 
 
 from __future__ import annotations
 
+import gc
 import math
-from collections.abc import Callable
+import sys
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
@@ -12,6 +14,7 @@ import numpy as np
 
 from bench.core import infer, score_output
 from bench.data import Sample, atomic_write_png
+from bench.limits import from_method, time_limit
 from bench.protocol import Protocol
 from bench.registry import method_scales
 from bench.store import RunStore, sr_image_path
@@ -62,18 +65,21 @@ def texture(img: np.ndarray) -> float:
     return float(np.abs(np.diff(g, axis=0)).mean() + np.abs(np.diff(g, axis=1)).mean())
 
 
-def images_to_save(samples: list[Sample], mode: str) -> set[str]:
+def images_to_save(samples: Iterable[Sample], mode: str) -> set[str]:
+    """The images whose SR outputs the run keeps; reads `samples` one at a time (a generator is fine)."""
+    if mode == "none":
+        return set()
     if mode == "all":
         return {s.image for s in samples}
-    if mode == "none" or not samples:
-        return set()
-    # the two most textured images: where methods differ visibly
-    ranked = sorted(samples, key=lambda s: -texture(s.hr))
-    return {s.image for s in ranked[:2]}
+    textures = [(texture(s.hr), s.image) for s in samples]  # one number per image, not the image
+    # the two most textured images: where methods differ visibly (a stable sort: ties keep file order)
+    ranked = sorted(textures, key=lambda t: -t[0])
+    return {image for _, image in ranked[:2]}
 
 
 def save_png(path: Path, img: np.ndarray) -> None:
-    atomic_write_png(path, img)
+    """Keep an SR image of the run; a full disk ends the run (one line, every journaled row kept)."""
+    atomic_write_png(path, img, strict=True)
 
 
 MAX_SKIP_LINES = 20  # skipped files named one per line; the rest are counted (problems.json lists all)
@@ -90,26 +96,52 @@ def is_oom(exc: BaseException) -> bool:
 
 
 def upscale_or_tile(
-    method: Any, sample: Sample, protocol: Protocol, name: str, log: Log
+    method: Any, sample: Sample, protocol: Protocol, name: str, log: Log, timeout: float | None = None
 ) -> tuple[Any, tuple[int, ...], float]:
-    """`infer`; out of memory on a method that can tile (a `tile` attribute, None when untiled): retried
-    once with `tile=OOM_TILE` (the same weights file). Raises what the method raised otherwise."""
+    """`infer` within the per-cell time limit (`timeout` seconds, None: none; raises CellTimeout).
+
+    Out of memory on a method that can tile (a `tile` attribute, None when untiled): retried once with
+    `tile=OOM_TILE` (the same weights file), after the failed attempt's memory is freed. Raises what the
+    method raised otherwise."""
+    with time_limit(timeout):
+        oom = _infer_or_oom(method, sample, protocol)
+        if not isinstance(oom, str):
+            return oom
+        log(
+            f"note: {name} ran out of memory on {sample.dataset}/{sample.image} x{sample.scale}; "
+            f"retrying with tile={OOM_TILE}"
+        )
+        _free_memory(method)
+        try:
+            weights = method.path if isinstance(method, UserWeightsMethod) else None  # the same file, tiled
+            tiled = build_method(
+                name, scale=sample.scale, device=method.device, weights=weights, tile=OOM_TILE
+            )
+        except Exception:  # noqa: BLE001 - cannot tile after all: report the memory error
+            raise MemoryError(oom) from None
+        return infer(tiled, sample, protocol)
+
+
+def _infer_or_oom(
+    method: Any, sample: Sample, protocol: Protocol
+) -> tuple[Any, tuple[int, ...], float] | str:
+    """`infer`'s result, or the message of an out-of-memory error a tiled retry may cure.
+
+    Only the message leaves this frame: the exception's traceback would keep the failed attempt's frames,
+    and with them its tensors, alive while the retry allocates."""
     try:
         return infer(method, sample, protocol)
-    except (Exception, MemoryError, SystemExit) as exc:
+    except (Exception, MemoryError) as exc:
         if not (is_oom(exc) and hasattr(method, "tile") and method.tile is None):
             raise
-        oom = exc
-    log(
-        f"note: {name} ran out of memory on {sample.dataset}/{sample.image} x{sample.scale}; "
-        f"retrying with tile={OOM_TILE}"
-    )
-    try:
-        weights = method.path if isinstance(method, UserWeightsMethod) else None  # the same file, tiled
-        tiled = build_method(name, scale=sample.scale, device=method.device, weights=weights, tile=OOM_TILE)
-    except Exception:  # noqa: BLE001 - cannot tile after all: report the memory error
-        raise oom from None
-    return infer(tiled, sample, protocol)
+        return f"{type(exc).__name__}: {exc}"
+
+
+def _free_memory(method: Any) -> None:
+    gc.collect()  # frames of the failed attempt caught in reference cycles
+    torch = sys.modules.get("torch")
+    if torch is not None and str(getattr(method, "device", "cpu")).startswith("cuda"):
+        torch.cuda.empty_cache()
 
 
 def failure_row(base: dict[str, Any], error: str) -> dict[str, Any]:
@@ -153,13 +185,12 @@ def run_one(
     to_save: set[str],
     store: RunStore,
     log: Log,
+    timeout: float | None = None,
 ) -> dict[str, Any]:
     try:
-        raw, expected, seconds = upscale_or_tile(method, sample, protocol, base["method"], log)
-    except (
-        Exception,
-        MemoryError,
-        SystemExit,
-    ) as exc:  # any method bug becomes a failed cell, the run goes on
+        raw, expected, seconds = upscale_or_tile(method, sample, protocol, base["method"], log, timeout)
+    except (Exception, MemoryError, SystemExit, KeyboardInterrupt) as exc:  # any method bug fails its cell
+        if not from_method(exc):
+            raise  # the user's Ctrl-C or SIGTERM: the run stops
         return failed(base, exc, log)
     return finish(raw, expected, seconds, sample, protocol, base, to_save, store, log)

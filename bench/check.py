@@ -16,7 +16,7 @@ Within that scope:
 - `ok` otherwise. Both metrics are higher-is-better.
 
 Nothing here prints: `check_run` returns a `CheckResult`, `update_baseline` an `UpdateResult`, and
-`bench/cli.py` prints them and picks the exit code.
+`bench.cli` prints them and picks the exit code.
 """
 
 from __future__ import annotations

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
+from dataclasses import dataclass
 from functools import lru_cache
 
 import numpy as np
@@ -103,13 +104,101 @@ def _round_uint8_inplace(x: np.ndarray) -> None:
     np.clip(x, 0, 255, out=x)
 
 
-def _resize_axis0(
-    x: np.ndarray, out_length: int, scale: float, kernel: str, antialiasing: bool
-) -> np.ndarray:
+# images with more numbers than this (input or output) are resized in strips of output rows, each
+# strip's float64 intermediates holding about _STRIP_ELEMENTS numbers (32 MiB)
+_WHOLE_ELEMENTS = 1 << 24
+_STRIP_ELEMENTS = 1 << 22
+
+
+@dataclass(frozen=True)
+class _Plan:
+    """One resize: output (rows, cols), per-axis scale, kernel name, antialiasing."""
+
+    out_shape: tuple[int, int]
+    scales: tuple[float, float]
+    kernel: str
+    antialiasing: bool
+
+
+def _resize_axis0(x: np.ndarray, m: scipy.sparse.csr_matrix) -> np.ndarray:
     # x is C-contiguous with the resized axis first; so is the result
-    m = _matrix(x.shape[0], out_length, scale, kernel, antialiasing)
     out = np.asarray(m @ x.reshape(x.shape[0], -1))
-    return out.reshape((out_length,) + x.shape[1:])
+    return out.reshape((m.shape[0],) + x.shape[1:])
+
+
+def _passes(in_shape: tuple[int, int], out_shape: tuple[int, int], scales: tuple[float, float]) -> list[int]:
+    # the axis shrunk most goes first (axis 0 on ties), as MATLAB orders them; an axis kept as is is skipped
+    order = sorted((0, 1), key=lambda a: scales[a])
+    return [a for a in order if not (out_shape[a] == in_shape[a] and scales[a] == 1)]
+
+
+def _rows_matrix(m: scipy.sparse.csr_matrix, r0: int, r1: int) -> tuple[scipy.sparse.csr_matrix, int, int]:
+    """Rows r0..r1 of a pass matrix, restricted to the input rows i0..i1 they read: (matrix, i0, i1).
+
+    Row slicing keeps each row's entries in their order, so every output element is the same sum of
+    the same products as in the whole matrix's product.
+    """
+    sub = m[r0:r1]
+    i0, i1 = int(sub.indices.min()), int(sub.indices.max()) + 1
+    shifted = scipy.sparse.csr_matrix((sub.data, sub.indices - i0, sub.indptr), shape=(r1 - r0, i1 - i0))
+    return shifted, i0, i1
+
+
+def _resize_rows(img: np.ndarray, plan: _Plan, r0: int, r1: int) -> np.ndarray:
+    """Output rows r0..r1 of the resize `plan` of `img` as float64 (rounded per pass for uint8 input),
+    from the input rows they need only: each element equals the whole image's, bit for bit."""
+    (in_h, in_w), (out_h, out_w) = img.shape[:2], plan.out_shape
+    passes = _passes((in_h, in_w), plan.out_shape, plan.scales)
+    mats = {}
+    if 0 in passes:
+        m0 = _matrix(in_h, out_h, plan.scales[0], plan.kernel, plan.antialiasing)
+        mats[0], i0, i1 = _rows_matrix(m0, r0, r1) if (r0, r1) != (0, out_h) else (m0, 0, in_h)
+    else:
+        i0, i1 = r0, r1
+    if 1 in passes:
+        mats[1] = _matrix(in_w, out_w, plan.scales[1], plan.kernel, plan.antialiasing)
+    is_uint8 = img.dtype == np.uint8
+    # work with the axis being resized first and C-contiguous; transpose only between passes
+    out = img[i0:i1].astype(np.float64)
+    axis_first = 0
+    for axis in passes:
+        if axis != axis_first:
+            out = np.ascontiguousarray(out.swapaxes(0, 1))
+            axis_first = axis
+        out = _resize_axis0(out, mats[axis])
+        if is_uint8:
+            _round_uint8_inplace(out)
+    return out.swapaxes(0, 1) if axis_first == 1 else out
+
+
+def _strip_rows(img: np.ndarray, plan: _Plan) -> int:
+    """Output rows per strip so that a strip's float64 intermediates hold about _STRIP_ELEMENTS numbers."""
+    in_h, in_w = img.shape[:2]
+    per_row = (
+        max(in_w, plan.out_shape[1])
+        * (img.size // (in_h * in_w))
+        * max(1, math.ceil(in_h / plan.out_shape[0]))
+    )
+    return max(1, _STRIP_ELEMENTS // per_row)
+
+
+def _resize(img: np.ndarray, plan: _Plan, rows: tuple[int, int] | None) -> np.ndarray:
+    out_h = plan.out_shape[0]
+    r0, r1 = rows if rows is not None else (0, out_h)
+    big = max(img.size, img.size // (img.shape[0] * img.shape[1]) * plan.out_shape[0] * plan.out_shape[1])
+    if r1 - r0 == out_h and big <= _WHOLE_ELEMENTS:
+        strips = [(0, out_h)]
+    else:  # a large image in strips of output rows: bounded memory, the same numbers
+        n = _strip_rows(img, plan)
+        strips = [(r, min(r + n, r1)) for r in range(r0, r1, n)]
+    if len(strips) == 1:
+        res = _resize_rows(img, plan, *strips[0])
+        return res.astype(np.uint8) if img.dtype == np.uint8 else np.ascontiguousarray(res)
+    dtype = np.uint8 if img.dtype == np.uint8 else np.float64
+    result = np.empty((r1 - r0, plan.out_shape[1]) + img.shape[2:], dtype=dtype)
+    for a, b in strips:
+        result[a - r0 : b - r0] = _resize_rows(img, plan, a, b)  # uint8: exact integers, cast as is
+    return result
 
 
 def imresize(
@@ -119,8 +208,12 @@ def imresize(
     output_shape: tuple[int, int] | None = None,
     kernel: str = "bicubic",
     antialiasing: bool = True,
+    rows: tuple[int, int] | None = None,
 ) -> np.ndarray:
     """Resize like MATLAB's `imresize(img, scale, kernel)`, bit for bit on uint8 images.
+
+    Large images are resized in strips of output rows, each from the input rows it reads: the same
+    sums of the same products, so the same numbers, in bounded memory.
 
     Parameters
     ----------
@@ -135,16 +228,18 @@ def imresize(
         ``bicubic`` (default), ``bilinear``, ``nearest``, ``box``, ``lanczos2``, ``lanczos3``.
     antialiasing : bool
         Widen the kernel when shrinking, as MATLAB does by default.
+    rows : (int, int), optional
+        (start, stop): only these output rows, equal bit for bit to the same rows of the whole result.
 
     Returns
     -------
     ndarray
-        The resized image, uint8 or float64 as described above.
+        The resized image (or its `rows`), uint8 or float64 as described above.
 
     Raises
     ------
     UsageError
-        An unknown kernel, a non-positive scale or an empty image.
+        An unknown kernel, a non-positive scale, an empty image or rows outside the output.
 
     Example
     -------
@@ -172,19 +267,8 @@ def imresize(
     else:
         raise UsageError("imresize needs a scale or an output_shape")
 
-    is_uint8 = img.dtype == np.uint8
-    # work with the axis being resized first and C-contiguous; transpose only between passes
-    out = img.astype(np.float64)
-    axis_first = 0
-    for axis in sorted((0, 1), key=lambda a: scales[a]):
-        if out_shape[axis] == in_shape[axis] and scales[axis] == 1:
-            continue
-        if axis != axis_first:
-            out = np.ascontiguousarray(out.swapaxes(0, 1))
-            axis_first = axis
-        out = _resize_axis0(out, out_shape[axis], scales[axis], kernel, antialiasing)
-        if is_uint8:
-            _round_uint8_inplace(out)
-    if axis_first == 1:
-        out = out.swapaxes(0, 1)
-    return out.astype(np.uint8) if is_uint8 else np.ascontiguousarray(out)
+    if rows is not None and not 0 <= rows[0] < rows[1] <= out_shape[0]:
+        raise UsageError(
+            f"rows must satisfy 0 <= start < stop <= {out_shape[0]} (the output height), got {rows}"
+        )
+    return _resize(img, _Plan(out_shape, scales, kernel, antialiasing), rows)

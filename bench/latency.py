@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import gc
 import math
+import os
 import statistics
 import time
 import tracemalloc
 from collections.abc import Callable, Iterable, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +27,9 @@ __all__ = [
     "methods_table",
     "parse_sizes",
     "lr_shape_for",
+    "latency_bytes",
+    "available_memory",
+    "check_latency_memory",
 ]
 
 # (height, width) of the HR output: 1280x720 is the size papers quote cost for
@@ -91,6 +95,79 @@ def parse_sizes(text: str) -> list[tuple[int, int]]:
 def lr_shape_for(size: tuple[int, int], scale: int) -> tuple[int, int]:
     """LR (h, w) whose x`scale` output covers the HR `size` (h, w): ceil(size / scale)."""
     return (math.ceil(size[0] / scale), math.ceil(size[1] / scale))
+
+
+# What timing one image takes at the least, per pixel: the uint8 result, the float32 output and one float32
+# working copy of it (a network's last feature map, a resampler's intermediate) per HR pixel; the uint8 input
+# and its float32 copy per LR pixel. A lower bound (the shipped methods take 1 to 60 times as much), so a size
+# refused for it cannot fit; one that passes may still be too large for a large network, whose rows then fail
+_BYTES_PER_HR_PIXEL = 3 * (1 + 4 + 4)
+_BYTES_PER_LR_PIXEL = 3 * (1 + 4)
+
+
+def latency_bytes(size: tuple[int, int], scale: int) -> int:
+    """The least memory, in bytes, that timing one image of HR output `size` (h, w) at x`scale` takes.
+
+    Example:
+        >>> latency_bytes((720, 1280), 2)
+        28339200
+    """
+    lr_h, lr_w = lr_shape_for(size, scale)
+    return size[0] * size[1] * _BYTES_PER_HR_PIXEL + lr_h * lr_w * _BYTES_PER_LR_PIXEL
+
+
+def available_memory(device: str = "cpu") -> tuple[int, str] | None:
+    """(bytes a new allocation can take, where that was read) on `device`; None when unknown. CPU: MemAvailable
+    (else the free physical pages), capped by the cgroup's memory.max; CUDA: torch.cuda.mem_get_info."""
+    if device.startswith("cuda"):
+        import torch
+
+        if not torch.cuda.is_available():
+            return None
+        return int(torch.cuda.mem_get_info(torch.device(device))[0]), f"the free memory of {device}"
+    found: list[tuple[int, str]] = []
+    kb = _status_kb("MemAvailable", "/proc/meminfo")
+    if kb is not None:
+        found.append((kb * 1024, "MemAvailable"))
+    elif hasattr(os, "sysconf"):
+        with suppress(ValueError, OSError):
+            found.append((os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE"), "free memory"))
+    with suppress(OSError, ValueError):  # a container's limit (cgroup v2); "max" when there is none
+        cgroup = Path("/sys/fs/cgroup")
+        limit = int((cgroup / "memory.max").read_text())
+        found.append((limit - int((cgroup / "memory.current").read_text()), "the cgroup's memory.max"))
+    return min(found) if found else None
+
+
+def check_latency_memory(
+    method_names: Sequence[str],
+    scales: Iterable[int],
+    sizes: Sequence[tuple[int, int]],
+    device: str = "cpu",
+    *,
+    limit: int | None = None,
+) -> None:
+    """Raise UsageError, before anything is allocated, when a (method, scale, size) of a latency pass cannot
+    fit: `latency_bytes` above the memory available on this machine (and on `device` when it is CUDA).
+
+    `limit` caps what is available (a Dask worker's memory limit). Unknown memory refuses nothing.
+    """
+    from bench.registry import method_scales
+
+    cells = [(s, n) for s in sorted(scales)  # the smallest scale needs the most: checked first
+             for n in method_names if (known := method_scales(n)) is None or s in known]  # fmt: skip
+    places = [available_memory("cpu"), available_memory(device) if device.startswith("cuda") else None]
+    places.append((limit, "the worker's memory limit") if limit else None)
+    for h, w in sizes:
+        for scale, name in cells:
+            need = latency_bytes((h, w), scale)
+            for have, where in (p for p in places if p is not None):
+                if need > have:
+                    raise UsageError(
+                        f"latency of {name} x{scale} at {w}x{h} needs at least {need / 2**30:.1f} GiB (its "
+                        f"float32 input and output), but {where} is {max(have, 0) / 2**30:.1f} GiB; give "
+                        f"smaller --sizes, e.g. --sizes 1280x720"
+                    )
 
 
 def measure_latency(
@@ -290,9 +367,9 @@ def _call_measuring_memory(call: Callable[[], Any], on_cuda: bool) -> tuple[Any,
     return out, max(rss_growth, traced) / 2**20
 
 
-def _status_kb(key: str) -> int | None:
+def _status_kb(key: str, path: str = "/proc/self/status") -> int | None:
     try:
-        for line in Path("/proc/self/status").read_text().splitlines():
+        for line in Path(path).read_text().splitlines():
             if line.startswith(key + ":"):
                 return int(line.split()[1])
     except (OSError, ValueError, IndexError):
@@ -366,12 +443,14 @@ def latency_pass(
     goes on. `infos` maps (method, scale) to its `MethodInfo.as_row()`. `build(name, scale=, device=)`
     builds each method (default `create_method`; the runner's applies its method options, e.g. a
     weights file). `measure_kw` goes to `measure_latency` (min_rounds, min_time_s, threads, batch, ...).
+    Raises UsageError, before building anything, for a size that cannot fit (`check_latency_memory`).
     """
     import pandas as pd
 
     from bench.registry import create_method, method_scales
 
     scales = list(scales)
+    check_latency_memory(method_names, scales, sizes, device)
     rows: list[dict[str, Any]] = []
     infos: dict[tuple[str, int], dict[str, Any]] = {}
     with _progress(len(method_names) * len(scales), progress, "latency") as bar:

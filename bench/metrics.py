@@ -15,6 +15,11 @@ __all__ = ["rgb_to_y", "gray_to_y", "shave", "psnr", "ssim", "to_uint8"]
 _Y_COEFFS = np.array([65.481, 128.553, 24.966]) / 255.0
 # full-range luma, used only for images whose source file is single-channel (MATLAB's rgb2gray)
 _LUMA_COEFFS = np.array([0.299, 0.587, 0.114])
+# images above _WHOLE_PIXELS pixels are converted and compared a block at a time (bounded memory,
+# the same numbers): strips of about _STRIP_PIXELS pixels, numpy's pairwise sums replayed over blocks
+_WHOLE_PIXELS = 1 << 22
+_STRIP_PIXELS = 1 << 20
+_NUMPY_PAIRWISE_BLOCK = 128  # numpy sums blocks of up to 128 numbers with 8 accumulators, not by halves
 
 
 def to_uint8(img: np.ndarray) -> np.ndarray:
@@ -50,8 +55,7 @@ def rgb_to_y(img: np.ndarray) -> np.ndarray:
     """
     if img.ndim != 3 or img.shape[2] != 3:
         raise UsageError(f"rgb_to_y expects an HxWx3 RGB image, got shape {img.shape}")
-    # C order first: the product of a strided array may sum in another order (last-bit differences)
-    return 16.0 + np.ascontiguousarray(img, dtype=np.float64) @ _Y_COEFFS
+    return _weighted_channels(img, _Y_COEFFS, 16.0)
 
 
 def gray_to_y(img: np.ndarray) -> np.ndarray:
@@ -61,7 +65,24 @@ def gray_to_y(img: np.ndarray) -> np.ndarray:
     """
     if img.ndim == 2:
         return np.asarray(img, dtype=np.float64)
-    return np.ascontiguousarray(img, dtype=np.float64) @ _LUMA_COEFFS
+    return _weighted_channels(img, _LUMA_COEFFS, None)
+
+
+def _weighted_channels(img: np.ndarray, coeffs: np.ndarray, offset: float | None) -> np.ndarray:
+    """`offset + img @ coeffs` in float64 for an HxWx3 image; a large image a strip of rows at a time,
+    so its float64 copy is never whole. Each row's product is the same call on the same numbers: the
+    strips give the whole image's result bit for bit."""
+    h, w = img.shape[:2]
+    if h * w <= _WHOLE_PIXELS:
+        # C order first: the product of a strided array may sum in another order (last-bit differences)
+        y = np.ascontiguousarray(img, dtype=np.float64) @ coeffs
+        return y if offset is None else offset + y
+    out = np.empty((h, w))
+    step = max(1, _STRIP_PIXELS // w)
+    for r0 in range(0, h, step):
+        y = np.ascontiguousarray(img[r0 : r0 + step], dtype=np.float64) @ coeffs
+        out[r0 : r0 + step] = y if offset is None else offset + y
+    return out
 
 
 def shave(img: np.ndarray, border: int) -> np.ndarray:
@@ -108,11 +129,44 @@ def psnr(a: np.ndarray, b: np.ndarray, data_range: float = 255.0) -> float:
     36.09
     """
     _check_pair(a, b)
-    diff = np.asarray(a, dtype=np.float64) - np.asarray(b, dtype=np.float64)
-    mse = float(np.mean(diff * diff))
+    if a.size <= _WHOLE_PIXELS:
+        diff = np.asarray(a, dtype=np.float64) - np.asarray(b, dtype=np.float64)
+        mse = float(np.mean(diff * diff))
+    else:
+        mse = float(_SquaredError(a, b).pairwise(0, a.size) / a.size)
     if mse == 0:
         return math.inf
     return 10.0 * math.log10(data_range * data_range / mse)
+
+
+class _SquaredError:
+    """The sum of (a - b)^2 over two large arrays, equal bit for bit to `np.sum((a - b) ** 2)` in float64
+    (numpy's pairwise summation over the flattened array) while only a block of rows of the difference
+    exists at a time.
+
+    numpy sums n contiguous numbers by splitting at n2 = n // 2 rounded down to a multiple of 8 and
+    adding the two halves' sums, down to blocks of at most 128; every node of that tree is the sum
+    numpy gives for its slice alone, so the top of the tree is replayed here and the nodes below
+    _STRIP_PIXELS numbers are summed by numpy (tests/test_metrics.py checks the replay against np.mean).
+    """
+
+    def __init__(self, a: np.ndarray, b: np.ndarray) -> None:
+        self.a, self.b = a, b
+        self.row = a.size // a.shape[0]  # numbers per index of the first axis
+
+    def block(self, start: int, stop: int) -> np.float64:
+        r0, r1 = start // self.row, -(-stop // self.row)
+        diff = np.asarray(self.a[r0:r1], dtype=np.float64) - np.asarray(self.b[r0:r1], dtype=np.float64)
+        diff *= diff
+        offset = r0 * self.row
+        return np.add.reduce(diff.ravel()[start - offset : stop - offset])
+
+    def pairwise(self, start: int, n: int) -> np.float64:
+        if n <= max(_STRIP_PIXELS, _NUMPY_PAIRWISE_BLOCK):
+            return self.block(start, start + n)
+        n2 = n // 2
+        n2 -= n2 % 8
+        return self.pairwise(start, n2) + self.pairwise(start + n2, n - n2)
 
 
 def _gaussian_window(size: int = 11, sigma: float = 1.5) -> np.ndarray:
@@ -234,11 +288,11 @@ def _ssim_2d(a: np.ndarray, b: np.ndarray, data_range: float, strip: int = _STRI
     for start in range(0, out_h, s):
         top = min(start, out_h - s)
         a_in, b_in = a[top : top + s + k - 1], b[top : top + s + k - 1]
-        maps[0] = a_in
+        maps[0] = a_in  # to float64 here, a strip at a time: a large image is never copied whole
         maps[1] = b_in
-        np.multiply(a_in, a_in, out=maps[2])
-        maps[2] += np.multiply(b_in, b_in, out=maps[3])
-        np.multiply(a_in, b_in, out=maps[3])
+        np.multiply(maps[0], maps[0], out=maps[2])
+        maps[2] += np.multiply(maps[1], maps[1], out=maps[3])
+        np.multiply(maps[0], maps[1], out=maps[3])
         for lhs, rhs, dst in rounds:
             np.matmul(lhs, rhs, out=dst)
         ssim_map = _ssim_map(filtered.transpose(1, 0, 2), c1, c2, scratch)  # (x, y within the strip)
@@ -276,8 +330,7 @@ def ssim(a: np.ndarray, b: np.ndarray, data_range: float = 255.0) -> float:
     (1.0, 0.9983)
     """
     _check_pair(a, b)
-    a64 = np.asarray(a, dtype=np.float64)
-    b64 = np.asarray(b, dtype=np.float64)
-    if a64.ndim == 2:
-        return _ssim_2d(a64, b64, data_range)
-    return float(np.mean([_ssim_2d(a64[..., c], b64[..., c], data_range) for c in range(a64.shape[2])]))
+    a, b = np.asarray(a), np.asarray(b)
+    if a.ndim == 2:
+        return _ssim_2d(a, b, data_range)
+    return float(np.mean([_ssim_2d(a[..., c], b[..., c], data_range) for c in range(a.shape[2])]))

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import contextlib
 import os
+import signal
 import sys
+import threading
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field, replace
 from functools import partial
@@ -31,6 +33,7 @@ from bench.cluster import run_on_cluster
 from bench.core import big_enough, row_base, summarise
 from bench.data import Dataset, Sample, open_dataset
 from bench.errors import BenchError, DataError, UsageError
+from bench.limits import DEFAULT_CELL_TIMEOUT, clear_signal, from_method, note_signal
 from bench.protocol import Protocol, get_protocol
 from bench.registry import resolve_device
 from bench.store import QUALITY_COLUMNS, SUMMARY_COLUMNS, RunStore
@@ -65,6 +68,9 @@ class RunRequest:
     weights: str | None = None  # --weights: a file for the one method and scale; run() labels it method@stem
     scheduler: str | None = None  # --scheduler: the quality pass on this Dask cluster (bench.cluster)
     workers: int | None = None  # --workers N: ... on a local Dask cluster of N processes; neither: in-process
+    cell_timeout: float | None = (
+        DEFAULT_CELL_TIMEOUT  # seconds a method may take on one image (None: no limit)
+    )
 
 
 @dataclass
@@ -138,9 +144,33 @@ def run(req: RunRequest, *, progress: bool = True, log: Log = _stderr) -> RunOut
     store = RunStore(req.out)
     store.claim(resume=req.resume, force=req.force)
     try:
-        return _run_passes(req, protocol, device, store, progress, log)
+        with _user_signals():
+            return _run_passes(req, protocol, device, store, progress, log)
     finally:
         store.release()
+
+
+@contextlib.contextmanager
+def _user_signals() -> Iterator[None]:
+    """Ctrl-C noted as the user's: a KeyboardInterrupt a method raises by itself fails its cell only."""
+    clear_signal()
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def on_sigint(signum: int, frame: object) -> None:
+        note_signal()
+        raise KeyboardInterrupt
+
+    previous = signal.getsignal(signal.SIGINT)
+    if previous is signal.SIG_IGN:  # started in the background by a shell: Ctrl-C is not ours to catch
+        yield
+        return
+    signal.signal(signal.SIGINT, on_sigint)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 def _write_config(req: RunRequest, protocol: Protocol, device: str, store: RunStore) -> dict[str, Any]:
@@ -177,17 +207,27 @@ def _run_passes(
         qp_tables = _QualityPass(req, protocol, device, store, log)
         qp_tables.tables(outcome)  # empty quality and summary tables: the report is a latency report
     if "latency" in req.passes and not outcome.interrupted:
-        from bench.latency import add_peak_fraction, latency_pass
+        from bench.cluster import latency_on_cluster
+        from bench.latency import add_peak_fraction, check_latency_memory, latency_pass
         from bench.probe import matmul_gflops
 
-        # measured now, not at the start: the quality pass's scoring threads must not lower the ceiling
-        env["matmul_gflops"] = matmul_gflops()
-        store.write_json("env.json", env)
         names = [m for m in req.methods if not m.startswith("dir:")]
         build = partial(build_method, weights=req.weights)  # the run's method options
-        lat, lat_infos = latency_pass(
-            names, req.scales, device=device, sizes=req.sizes, progress=progress, log=log, build=build
-        )
+        # on a cluster: one worker alone times every method, with its own probe (env.json's machine keys)
+        remote = latency_on_cluster(req, device, names, build, env)
+        if remote is None:
+            check_latency_memory(names, req.scales, req.sizes, device)  # before anything is allocated
+            # measured now, not at the start: the quality pass's scoring threads must not lower the ceiling
+            env["matmul_gflops"] = matmul_gflops()
+            store.write_json("env.json", env)
+            lat, lat_infos = latency_pass(
+                names, req.scales, device=device, sizes=req.sizes, progress=progress, log=log, build=build
+            )
+        else:
+            lat, lat_infos, env, notes = remote
+            store.write_json("env.json", env)
+            for note in notes:
+                log(note)
         lat = add_peak_fraction(lat, env.get("matmul_gflops"))
         store.write_csv("latency.csv", lat)
         outcome.latency = lat
@@ -230,8 +270,19 @@ class _QualityPass:
         self.pending: deque[tuple[Future[dict[str, Any]], None] | tuple[None, dict[str, Any]]] = deque()
         self.bar: Any = None
         self.resolved: dict[str, dict[str, str]] = {}
+        self.hung: dict[str, str] = {}  # method -> the error its later cells get after one time-out
+        self.order: dict[tuple[Any, ...], tuple[int, ...]] = {}  # row key -> where the tables list it
+        self.position: tuple[int, int, int] = (0, 0, 0)  # (dataset, scale, image) being submitted
+        self.resolved_order: list[str] = []
+
+    def _note_timeout(self, row: dict[str, Any]) -> dict[str, Any]:
+        if row.get("status") == "failed" and str(row.get("error", "")).startswith("CellTimeout:"):
+            self.hung.setdefault(row["method"], f"not run: {row['method']} timed out on {row['dataset']}/"
+                                 f"{row['image']} x{row['scale']} earlier in this run; --resume retries it")  # fmt: skip
+        return row
 
     def _keep(self, row: dict[str, Any]) -> None:
+        self._note_timeout(row)
         self.store.append_rows([row])
         self.rows.append(row)
         self.bar.update(1)
@@ -260,6 +311,8 @@ class _QualityPass:
         wsha = method.info().weights_sha256 if method is not None else None
         base = row_base(name, sample, self.protocol, wsha)
         rkey = row_key(base)
+        ds_pos, scale_pos, image_pos = self.position
+        self.order[rkey] = (ds_pos, scale_pos, self.req.methods.index(name), image_pos)
         if rkey in self.done:
             self.drain(0)
             self.rows.append(self.done[rkey])
@@ -268,30 +321,47 @@ class _QualityPass:
         args = (sample, self.protocol, base, to_save, self.store, self.log)
         if method is None:
             self.pending.append((None, failure_row(base, self.build_errors[(name, sample.scale)])))
+        elif name in self.hung:  # one time-out per method: a hung method would cost the limit on every image
+            self.pending.append((None, failure_row(base, self.hung[name])))
         elif getattr(method, "thread_safe", False):
-            self.pending.append((self.pool.submit(run_one, method, *args), None))
+            self.pending.append((self.pool.submit(run_one, method, *args, self.req.cell_timeout), None))
         else:
             try:
-                raw, expected, seconds = upscale_or_tile(method, sample, self.protocol, name, self.log)
-            except (Exception, MemoryError, SystemExit) as exc:  # a plugin's sys.exit() fails its cell only
-                self.pending.append((None, failed(base, exc, self.log)))
+                raw, expected, seconds = upscale_or_tile(
+                    method, sample, self.protocol, name, self.log, self.req.cell_timeout
+                )
+            except (Exception, MemoryError, SystemExit, KeyboardInterrupt) as exc:  # a plugin's sys.exit()
+                if not from_method(exc):  # fails its cell only; the user's Ctrl-C stops the run
+                    raise
+                self.pending.append((None, self._note_timeout(failed(base, exc, self.log))))
             else:
                 self.pending.append((self.pool.submit(finish, raw, expected, seconds, *args), None))
         self.drain(4)
 
     def dataset(self, ds: Dataset, outcome: RunOutcome) -> None:
+        """One image at a time, every method on it: memory holds a few images, never a whole dataset.
+
+        (The tables list rows method by method: `tables` sorts them by `self.order`.)"""
+        self.resolved_order.append(ds.name)
         for scale in self.req.scales:
-            samples = [s for s in ds.samples(scale) if big_enough(s, self.protocol, ds)]
-            to_save = images_to_save(samples, self.req.save_images)
-            for name in self.req.methods:
-                if not has_scale(name, scale):
-                    continue  # e.g. a published model without official weights at this scale (noted once)
-                method = self.method(name, scale)
-                for sample in samples:
-                    self.submit(name, method, sample, to_save)
-                self.drain(0)
+            names = [n for n in self.req.methods if has_scale(n, scale)]  # others noted once, at the start
+            if not names:
+                continue
+            # a first pass keeps one number per image (texture) to pick the SR images the report shows
+            usable = (s for s in ds.samples(scale) if big_enough(s, self.protocol, ds))
+            to_save = images_to_save(usable, self.req.save_images)
+            methods = {name: self.method(name, scale) for name in names}
+            for i, sample in enumerate(ds.samples(scale)):
+                self.position = (len(self.resolved_order), self.req.scales.index(scale), i)
+                if big_enough(sample, self.protocol, ds):
+                    for name in names:
+                        self.submit(name, methods[name], sample, to_save)
+            self.drain(0)
             outcome.problems.extend(f"{p.dataset}/{p.image}: {p.reason}" for p in ds.problems)
             ds.problems.clear()
+        for line in dict.fromkeys(ds.warnings):  # e.g. an EXIF rotation left unapplied
+            self.log(f"warning: {line}")
+            outcome.warnings.append(line)
 
     def interrupted(self, datasets: list[Dataset]) -> None:
         """Keep every row already submitted, then take the journal as the truth."""
@@ -350,6 +420,9 @@ class _QualityPass:
         if len(unique) > MAX_SKIP_LINES:  # thousands of bad files must not bury the results
             self.log(f"skipped: {len(unique) - MAX_SKIP_LINES} more file(s); all are listed in problems.json")
         outcome.problems = list(dict.fromkeys(outcome.problems))
+        if self.order:  # computed image by image: listed method by method, as the cells were asked
+            last = (len(self.order),)
+            self.rows.sort(key=lambda r: self.order.get(row_key(r), last))
         quality = pd.DataFrame(self.rows, columns=QUALITY_COLUMNS + ["seconds"])
         quality["psnr"] = pd.to_numeric(quality["psnr"])
         quality["ssim"] = pd.to_numeric(quality["ssim"])

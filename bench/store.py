@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
 import re
 import tempfile
+import time
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
@@ -48,20 +50,42 @@ SUMMARY_COLUMNS = ["method", "dataset", "scale", "psnr", "ssim", "n_images", "n_
 
 
 def atomic_write_text(path: Path, text: str) -> None:
-    """Write a file so that readers see the old or the new content, never half of one."""
+    """Write a file so that readers see the old or the new content, never half of one.
+
+    When the write fails (disk full, interrupted) the old content stays, no temporary file is left, and the
+    error propagates; an OSError names `path` (not the temporary file).
+    """
+    data = text.encode("utf-8")
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    # mkstemp makes the file 0600; keep the mode of the file being replaced, else the usual 0644
-    os.fchmod(fd, path.stat().st_mode & 0o777 if path.exists() else 0o644)
+    tmp = None
     try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+        try:
+            # mkstemp makes the file 0600; keep the mode of the file being replaced, else the usual 0644
+            os.fchmod(fd, path.stat().st_mode & 0o777 if path.exists() else 0o644)
+            _write_all(fd, data)
+            os.fsync(fd)
+        finally:
+            os.close(fd)
         os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+    except BaseException as exc:
+        if tmp is not None:
+            with contextlib.suppress(OSError):  # the write's own error is the one to report
+                os.unlink(tmp)
+        _name_path(exc, path)
         raise
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:  # a write may take only part of the data (a disk filling up): the next one then fails
+        view = view[os.write(fd, view) :]
+
+
+def _name_path(exc: BaseException, path: Path) -> None:
+    # the user knows `path`, not a temporary file that no longer exists: the CLI's one line names it
+    if isinstance(exc, OSError):
+        exc.filename, exc.filename2 = str(path), None
 
 
 def sr_image_path(run_dir: Path | str, method: str, dataset: str, scale: int, image: str) -> Path:
@@ -110,9 +134,10 @@ class RunStore:
         - a run folder: refused unless resuming it (`resume`) or replacing it (`force`, which
           drops its journal and tables);
         - resuming needs a run folder. Another process writing into it: refused, naming its pid.
+        What a killed run leaves (a lock, temporary files) is no one's: it neither blocks a run nor survives one.
         Raises UsageError.
         """
-        exists = self.dir.is_dir() and any(self.dir.iterdir())
+        exists = self.dir.is_dir() and any(not _claim_leftover(p.name) for p in self.dir.iterdir())
         if resume and not self.is_run:
             raise UsageError(
                 f"{self.dir} is not a srbench run folder (no {MARKER}); give the --out folder of a run"
@@ -127,6 +152,7 @@ class RunStore:
             )
         self.create()
         self._lock()
+        self._remove_temporaries()
         if exists and force and not resume:
             for name in (
                 "quality.jsonl",
@@ -146,14 +172,25 @@ class RunStore:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError:
-            holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "unknown"
+            holder = _lock_holder(fd)
             os.close(fd)
             raise UsageError(
                 f"another srbench process (pid {holder}) is writing into {self.dir}; wait for it or use another --out"
             ) from None
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, str(os.getpid()).encode(), 0)
+        try:
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, str(os.getpid()).encode(), 0)
+        except OSError as exc:  # a full disk: no lock held by a run that cannot start
+            os.close(fd)
+            _name_path(exc, self.dir / LOCK)
+            raise
         self._lock_fd: int | None = fd  # held until the process exits or release() is called
+
+    def _remove_temporaries(self) -> None:
+        # a run killed mid-write (kill -9, power cut) leaves the temporary file of that write; only the
+        # process holding the lock writes here, so none of them is in use
+        for tmp in [*self.dir.glob(".*.tmp"), *(self.dir / "images").rglob("*.tmp")]:
+            tmp.unlink(missing_ok=True)
 
     def release(self) -> None:
         """Give the folder's lock back (the process exiting does the same)."""
@@ -181,14 +218,31 @@ class RunStore:
         return rows
 
     def append_rows(self, rows: Iterable[dict[str, Any]]) -> None:
-        text = "".join(json.dumps(_clean(r), default=_json_default) + "\n" for r in rows)
-        if not text:
+        """Journal `rows`, one fsync'd line each.
+
+        When the write fails (disk full, interrupted) the journal is cut back to what it held, so rows
+        already journaled stay intact and no partial line is left; an OSError propagates naming the journal.
+        """
+        data = "".join(json.dumps(_clean(r), default=_json_default) + "\n" for r in rows).encode("utf-8")
+        if not data:
             return
-        self._repair_journal()
-        with open(self.journal, "a", encoding="utf-8") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
+        try:
+            self._repair_journal()
+            fd = os.open(self.journal, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o666)
+            try:
+                start = os.lseek(fd, 0, os.SEEK_END)
+                try:
+                    _write_all(fd, data)
+                    os.fsync(fd)
+                except BaseException:
+                    with contextlib.suppress(OSError):
+                        os.ftruncate(fd, start)
+                    raise
+            finally:
+                os.close(fd)
+        except OSError as exc:
+            _name_path(exc, self.journal)
+            raise
 
     def _repair_journal(self) -> None:
         # drop a torn last line before appending, so the next row starts on a line of its own
@@ -236,6 +290,38 @@ def _parse_row(line: str) -> dict[str, Any] | None:
     except (KeyError, TypeError, ValueError):
         return None
     return row
+
+
+def _lock_holder(fd: int) -> str:
+    """The pid written in a lock file held by another process, or "unknown".
+
+    The holder writes its pid just after taking the lock: a reader coming in between finds the file empty
+    or holding the pid of a run that was killed, so it reads again for a moment.
+    """
+    for _ in range(50):
+        pid = os.pread(fd, 32, 0).decode(errors="replace").strip()
+        if pid.isdigit() and _alive(int(pid)):
+            return pid
+        time.sleep(0.01)
+    return "unknown"
+
+
+def _alive(pid: int) -> bool:
+    if pid <= 0:  # os.kill would signal a process group
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process
+        return True
+    return True
+
+
+def _claim_leftover(name: str) -> bool:
+    """Whether `name` is what a run killed while claiming a fresh folder leaves: the lock, the marker's
+    temporary file. A folder holding only these is still empty: a new run may take it."""
+    return name == LOCK or (name.startswith(f".{MARKER}.") and name.endswith(".tmp"))
 
 
 def _clean(row: dict[str, Any]) -> dict[str, Any]:

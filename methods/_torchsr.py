@@ -1,4 +1,4 @@
-"""Shared torch plumbing for the Y-channel networks: YCbCr, weights loading/verification, tiled inference."""
+"""Shared torch plumbing for the Y-channel networks: YCbCr, weights loading/verification, the Y-channel adapter."""
 
 from __future__ import annotations
 
@@ -18,6 +18,17 @@ from bench.api import MethodInfo
 from bench.data import sha256_file
 from bench.errors import MethodError, UsageError, WeightsError
 from bench.imresize import KERNELS, imresize
+from bench.metrics import to_uint8
+from methods import _tiles
+from methods._tiles import (
+    auto_tile,
+    forward_band,
+    forward_tiled,
+    processing,
+    release_freed_memory,
+    row_blocks,
+    spans,
+)
 
 __all__ = [
     "WEIGHTS_DIR",
@@ -194,42 +205,17 @@ def macs_720p(net: nn.Module, scale: int, input_upscaled: bool) -> int:
     return int(round(counter.get_total_flops() / 2 / out_pixels * 1280 * 720))
 
 
-def _forward_tiled(
-    net: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, tile: int, overlap: int, factor: int
-) -> torch.Tensor:
-    """Run `net` over an Nx1xHxW input in tiles of `tile` input pixels with `overlap` pixels of context.
-
-    Each output pixel only depends on inputs within the receptive radius, so with overlap >= that
-    radius the stitched output equals the untiled one (up to float summation order).
-    """
-    n, c, h, w = x.shape
-    if h <= tile and w <= tile:
-        return net(x)
-    out: torch.Tensor | None = None
-    for top in range(0, h, tile):
-        for left in range(0, w, tile):
-            bottom, right = min(top + tile, h), min(left + tile, w)
-            t0, l0 = max(top - overlap, 0), max(left - overlap, 0)
-            t1, l1 = min(bottom + overlap, h), min(right + overlap, w)
-            y = net(x[:, :, t0:t1, l0:l1])
-            if out is None:
-                out = y.new_empty((n, y.shape[1], h * factor, w * factor))
-            out[:, :, top * factor : bottom * factor, left * factor : right * factor] = y[
-                :,
-                :,
-                (top - t0) * factor : (bottom - t0) * factor,
-                (left - l0) * factor : (right - l0) * factor,
-            ]
-    assert out is not None
-    return out
-
-
 class YChannelMethod:
     """Method adapter for a network that super-resolves the Y plane; Cb/Cr are upscaled by MATLAB bicubic.
 
     The network maps Nx1xhxw float32 Y/255 to Nx1x(h*s)x(w*s) (or, when `input_upscaled`, takes the
     bicubic-upscaled Y at the output size). `upscale(lr)`: HxWx3 RGB, uint8 or float64 in [0, 255]
     -> (H*s)x(W*s)x3 float64 RGB clipped to [0, 255]. Raises MethodError on a malformed input.
+
+    An image whose network input exceeds AUTO_TILE_PIXELS runs band by band (`tile` rows of network
+    input, each in tiles of `tile` columns): colour conversion, CbCr bicubic and rounding included, so
+    memory stays bounded; its output is then uint8, rounded as the protocol rounds (`to_uint8`), and
+    equals the rounded output of the same method built with `tile` set.
     """
 
     def __init__(
@@ -263,10 +249,19 @@ class YChannelMethod:
     # -- Y plane ------------------------------------------------------------------------------
     def _forward(self, x: torch.Tensor) -> torch.Tensor:
         x = x.contiguous(memory_format=torch.channels_last)
-        if self.tile is None:
+        tile = auto_tile(self.tile, x.shape[2] * x.shape[3])
+        if tile is None:
             return self.net(x)
-        factor = 1 if self.input_upscaled else self.scale
-        return _forward_tiled(self.net, x, self.tile, self.receptive_radius, factor)
+        return forward_tiled(self.net, x, tile, self.receptive_radius, self._factor)
+
+    @property
+    def _factor(self) -> int:
+        """Output pixels per network input pixel along a side."""
+        return 1 if self.input_upscaled else self.scale
+
+    def _in_bands(self, lr: np.ndarray) -> bool:
+        """Whether an HxWx3 LR image's network input is above the budget (it then runs band by band)."""
+        return lr.shape[0] * lr.shape[1] * (self.scale // self._factor) ** 2 > _tiles.AUTO_TILE_PIXELS
 
     def _net_input(self, y: np.ndarray) -> np.ndarray:
         y = np.asarray(y, dtype=np.float64)
@@ -306,14 +301,51 @@ class YChannelMethod:
         return lr
 
     def upscale_batch(self, images: Sequence[np.ndarray]) -> list[np.ndarray]:
-        yccs = [rgb_to_ycbcr(self._check_lr(lr)) for lr in images]
-        ys = self.upscale_y_batch([ycc[:, :, 0] for ycc in yccs])
+        images = [self._check_lr(lr) for lr in images]
+        large = [self._in_bands(lr) for lr in images]
+        yccs = [rgb_to_ycbcr(lr) for lr, big in zip(images, large, strict=True) if not big]
+        whole = iter(zip(yccs, self.upscale_y_batch([ycc[:, :, 0] for ycc in yccs]), strict=True))
         out = []
-        for ycc, y in zip(yccs, ys, strict=True):
+        for lr, big in zip(images, large, strict=True):
+            if big:
+                out.append(self._upscale_in_bands(lr))
+                continue
+            ycc, y = next(whole)
             cbcr = imresize(np.ascontiguousarray(ycc[:, :, 1:]), self.scale)  # float: unrounded bicubic
             rgb = ycbcr_to_rgb(np.concatenate([y[:, :, None], cbcr], axis=2))
             out.append(np.clip(rgb, 0.0, 255.0))
         return out
+
+    def _upscale_in_bands(self, lr: np.ndarray) -> np.ndarray:
+        """A large HxWx3 LR image -> (H*s)x(W*s)x3 uint8, a band of `tile` network-input rows at a time.
+
+        Every step is per row (YCbCr, bicubic via `imresize(rows=...)`) or per tile as `forward_tiled`
+        cuts them, so the numbers are those of the whole-image pipeline with `tile` set."""
+        out = np.empty((lr.shape[0] * self.scale, lr.shape[1] * self.scale, 3), dtype=np.uint8)
+        with torch.inference_mode():
+            self._bands(rgb_to_ycbcr(lr), out)
+        release_freed_memory()
+        return out
+
+    def _bands(self, ycc: np.ndarray, out: np.ndarray) -> None:
+        s, f, radius = self.scale, self._factor, self.receptive_radius
+        tile = self.tile or _tiles.AUTO_TILE
+        y_lr = ycc[:, :, 0]
+        for top, bottom, t0, t1 in spans(ycc.shape[0] * s // f, tile, radius):
+            y_in = y_lr[t0:t1] if f == s else imresize(y_lr, s, rows=(t0, t1))
+            x = torch.from_numpy(y_in.astype(np.float32)[None, None] / np.float32(255.0)).to(self.device)
+            x = x.contiguous(memory_format=torch.channels_last)
+            y = forward_band(self.net, x, (top - t0, bottom - t0), tile, radius, f)
+            self._colour_rows(y.float().cpu().numpy()[0, 0], ycc, top * f, out)
+
+    def _colour_rows(self, y: np.ndarray, ycc: np.ndarray, row0: int, out: np.ndarray) -> None:
+        """Rows row0.. of `out` (uint8 RGB) from the network's float32 Y rows `y` and the LR YCbCr `ycc`,
+        a few rows at a time: the float64 colour planes of a band would take ~200 bytes a pixel."""
+        for a, b in row_blocks(y.shape[0], out.shape[1]):
+            cbcr = imresize(ycc[:, :, 1:], self.scale, rows=(row0 + a, row0 + b))  # float: unrounded bicubic
+            y_hr = y[a:b].astype(np.float64) * 255.0
+            rgb = ycbcr_to_rgb(np.concatenate([y_hr[:, :, None], cbcr], axis=2))
+            out[row0 + a : row0 + b] = to_uint8(np.clip(rgb, 0.0, 255.0))
 
     def upscale(self, lr: np.ndarray) -> np.ndarray:
         return self.upscale_batch([lr])[0]
@@ -330,7 +362,13 @@ class YChannelMethod:
                 weights_sha256=self.weights_sha256,
                 channels="y",
                 deterministic=True,
-                extra={"tile": self.tile, **self._extra},
+                extra={
+                    "tile": self.tile,
+                    "processing": processing(
+                        self.tile, self.receptive_radius, "HR" if self._factor == 1 else "LR", True
+                    ),
+                    **self._extra,
+                },
             )
         return self._info
 

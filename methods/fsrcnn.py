@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from bench.train.config import TrainingDefaults
+from methods._thread_invariant import conv_transpose_subpixel
 from methods._torchsr import _bias, method_factory
 
 __all__ = ["FSRCNNNet", "make", "build_net", "TRAINING"]
@@ -21,8 +21,6 @@ class FSRCNNNet(nn.Module):
     The deconvolution's padding p = (10 - scale) // 2 and output_padding 2p - 9 + scale give exactly
     h*scale outputs with the kernel centre as close as possible to the LR pixel's HR position.
     """
-
-    _phase_index: torch.Tensor  # buffer: see _subpixel_index
 
     def __init__(self, scale: int, d: int = 56, s: int = 12, m: int = 4) -> None:
         super().__init__()
@@ -42,12 +40,11 @@ class FSRCNNNet(nn.Module):
         self.receptive_radius = 2 + m + 4
         nn.init.normal_(self.deconv.weight, std=0.001)  # as the paper initialises the deconvolution
         nn.init.zeros_(_bias(self.deconv))
-        # Run the deconvolution as a sub-pixel convolution (same weights, same outputs to float
-        # rounding; training steps 1.03-1.3x faster on CPU). TRAINING below turns it on for training.
-        self.subpixel_deconv = False
-        index, self._subpixel_pad = self._subpixel_index()
-        # not in the state dict (shipped weights are unchanged), but moves with the module to its device
-        self.register_buffer("_phase_index", index, persistent=False)
+        # The deconvolution runs as a sub-pixel convolution of the same weights (same outputs to float
+        # rounding): oneDNN's transposed convolution sums in a thread-count-dependent order, so a
+        # one-thread worker and a two-thread process would score different images. False runs
+        # nn.ConvTranspose2d itself (the reference the tests compare with).
+        self.subpixel_deconv = True
 
     @torch.no_grad()
     def init_bicubic(self) -> None:
@@ -75,31 +72,9 @@ class FSRCNNNet(nn.Module):
         self.deconv.weight[0, 0] = torch.from_numpy(np.outer(taps, taps)).float()
         _bias(self.deconv).zero_()
 
-    def _subpixel_index(self) -> tuple[torch.Tensor, tuple[int, int]]:
-        """(s x L index into the zero-extended 9-tap kernel, (left pad, right pad)) of the equivalent
-        convolution: output q*s + a = sum_u w[a + p - s*u] * input[q + u] over the taps in range."""
-        s, p, k = self.scale, self.deconv_padding, self.deconv.kernel_size[0]
-        offsets = [u for a in range(s) for u in range(-k, k + 1) if 0 <= a + p - s * u < k]
-        lo, hi = min(offsets), max(offsets)
-        index = torch.full((s, hi - lo + 1), k, dtype=torch.long)  # k points at the zero tap
-        for a in range(s):
-            for t, u in enumerate(range(lo, hi + 1)):
-                if 0 <= a + p - s * u < k:
-                    index[a, t] = a + p - s * u
-        return index, (-lo, hi)
-
-    def _deconv_as_subpixel(self, x: torch.Tensor) -> torch.Tensor:
-        index, (left, right) = self._phase_index, self._subpixel_pad
-        s, n = self.scale, index.shape[1]
-        w = F.pad(self.deconv.weight[:, 0], (0, 1, 0, 1))  # d x 10 x 10, last row/column zero
-        w = w[:, index[:, :, None, None], index[None, None, :, :]]  # d x s x n x s x n
-        w = w.permute(1, 3, 0, 2, 4).reshape(s * s, -1, n, n)  # phase (a, b) -> channel a*s + b
-        y = F.conv2d(F.pad(x, (left, right, left, right)), w, _bias(self.deconv).expand(s * s))
-        return F.pixel_shuffle(y, s)
-
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.body(x)
-        return self._deconv_as_subpixel(x) if self.subpixel_deconv else self.deconv(x)
+        return conv_transpose_subpixel(x, self.deconv) if self.subpixel_deconv else self.deconv(x)
 
 
 def build_net(scale: int) -> FSRCNNNet:
@@ -107,10 +82,6 @@ def build_net(scale: int) -> FSRCNNNet:
 
 
 make = method_factory("fsrcnn", build_net, input_upscaled=False, tile_unit="LR")
-
-
-def _train_subpixel(net: FSRCNNNet) -> None:
-    net.subpixel_deconv = True  # the same weights and outputs, faster steps
 
 
 # `bench train fsrcnn`: the recipe its runs start from (each value can be overridden on the command line)
@@ -122,6 +93,5 @@ TRAINING = TrainingDefaults(
     patch_size=16,  # LR pixels
     lr=1e-3,
     bicubic_start=FSRCNNNet.init_bicubic,
-    for_training=_train_subpixel,
     init_text={"random": "random (torch defaults; FSRCNN deconvolution N(0, 0.001))"},
 )

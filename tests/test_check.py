@@ -400,7 +400,7 @@ def test_update_baseline_returns_what_it_wrote_and_prints_nothing(
 
 
 def test_check_module_never_prints() -> None:
-    # DESIGN: only bench/cli.py prints and picks exit codes
+    # DESIGN: only bench.cli prints and picks exit codes
     tree = ast.parse(Path(check.__file__).read_text(encoding="utf-8"))
     names = {n.id for n in ast.walk(tree) if isinstance(n, ast.Name)}
     imported = {a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}

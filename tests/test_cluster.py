@@ -22,7 +22,9 @@ from PIL import Image
 
 import bench.registry as registry
 from bench.api import MethodInfo
+from bench.cells import has_scale
 from bench.cli import main
+from bench.latency import LATENCY_COLUMNS
 
 try:
     from distributed.diagnostics.plugin import WorkerPlugin
@@ -46,6 +48,27 @@ def _quality(run_dir: Path) -> pd.DataFrame:
 def _journal_lines(run_dir: Path) -> list[str]:
     path = run_dir / "quality.jsonl"
     return path.read_text(encoding="utf-8").splitlines(keepends=True) if path.exists() else []
+
+
+def _assert_rows_equal(dask: pd.DataFrame, local: pd.DataFrame) -> None:
+    """quality.csv rows equal to the last digit; else a failure naming each method that differs, and by how much."""
+    if dask.shape == local.shape and dask[KEY].equals(local[KEY]):
+        diff = dask[["psnr", "ssim"]].sub(local[["psnr", "ssim"]]).abs()
+        by_method = diff.groupby(local["method"]).max()
+        differs = by_method[(by_method > 0).any(axis=1)]
+        assert differs.empty, f"rows differ from the in-process run (max |difference| per method):\n{differs}"
+    pd.testing.assert_frame_equal(dask, local, check_exact=True)
+
+
+@pytest.fixture
+def zoo_weights(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The official zoo weights for the client and the workers it starts, when they are here (else the
+    zoo is skipped, with a warning, by both runs alike)."""
+    from conftest import find_weights
+
+    found = find_weights()
+    if found is not None:
+        monkeypatch.setenv("SRBENCH_WEIGHTS_PATH", str(found))
 
 
 @contextlib.contextmanager
@@ -143,6 +166,17 @@ def test_run_without_dask_stays_in_process(
     assert len(_quality(tmp_path / "r")) == 4
 
 
+def test_latency_without_cluster_stays_in_process(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in ("dask", "distributed"):
+        monkeypatch.setitem(sys.modules, name, None)
+    args = ["run", "--methods", "bicubic", "--pass", "latency", "--scales", "2", "--sizes", "32x24",
+            "--no-report", "--no-progress", "--device", "cpu", "--out", str(tmp_path / "r")]  # fmt: skip
+    assert main(args) == 0
+    assert list(pd.read_csv(tmp_path / "r" / "latency.csv").columns) == LATENCY_COLUMNS
+    env = json.loads((tmp_path / "r" / "env.json").read_text())
+    assert env["matmul_gflops"] > 0 and "latency_worker" not in env and "client" not in env
+
+
 @pytest.mark.parametrize(
     ("option", "message"),
     [(["--workers", "0"], "at least 1"), (["--workers", "2", "--scheduler", "tcp://h:1"], "not both")],
@@ -167,11 +201,11 @@ def test_cluster_gpu_is_requested_for_learned_methods_on_cuda_only() -> None:
 
 
 @pytest.mark.slow
-def test_cluster_rows_equal_in_process_to_the_last_digit(tmp_path: Path) -> None:
+def test_cluster_rows_equal_in_process_to_the_last_digit(tmp_path: Path, zoo_weights: None) -> None:
     pytest.importorskip("distributed")
     import torch
 
-    args = _quality_args("classical,trained", "sample", "2,3,4")
+    args = _quality_args("all", "sample", "2,3,4")
     # torch's CPU kernels sum in an order that depends on the thread count (FSRCNN x4 on chelsea moves
     # one pixel across a rounding step); a Dask worker runs torch on one thread, so the reference does too
     threads = torch.get_num_threads()
@@ -183,8 +217,10 @@ def test_cluster_rows_equal_in_process_to_the_last_digit(tmp_path: Path) -> None
     assert main([*args, "--workers", "2", "--out", str(tmp_path / "dask")]) == 0
 
     local, dask = _quality(tmp_path / "local"), _quality(tmp_path / "dask")
-    assert len(local) == 7 * 3 * 4
-    pd.testing.assert_frame_equal(dask, local, check_exact=True)
+    assert (
+        len(local) >= 7 * 3 * 4 and (local["status"] == "ok").all()
+    )  # the zoo too, when its weights are here
+    _assert_rows_equal(dask, local)
     for name in ("summary.csv", "methods.csv"):
         pd.testing.assert_frame_equal(
             pd.read_csv(tmp_path / "dask" / name), pd.read_csv(tmp_path / "local" / name)
@@ -193,6 +229,73 @@ def test_cluster_rows_equal_in_process_to_the_last_digit(tmp_path: Path) -> None
     assert saved == sorted(
         p.relative_to(tmp_path / "dask") for p in (tmp_path / "dask" / "images").rglob("*.png")
     )
+
+
+@pytest.mark.slow
+def test_cluster_latency_runs_on_one_worker_with_its_own_probe(tmp_path: Path) -> None:
+    pytest.importorskip("distributed")
+    import torch
+
+    args = ["run", "--methods", "bicubic,espcn", "--datasets", "sample", "--scales", "2,3", "--sizes", "64x48",
+            "--no-report", "--no-progress", "--device", "cpu", "--save-images", "none"]  # fmt: skip
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # as a worker's torch runs (see above)
+    try:
+        assert main([*args, "--out", str(tmp_path / "local")]) == 0  # both passes, in-process
+    finally:
+        torch.set_num_threads(threads)
+    assert main([*args, "--workers", "2", "--out", str(tmp_path / "dask")]) == 0
+
+    _assert_rows_equal(_quality(tmp_path / "dask"), _quality(tmp_path / "local"))
+    lat = pd.read_csv(tmp_path / "dask" / "latency.csv")
+    assert list(lat.columns) == [*LATENCY_COLUMNS, "host", "worker"]
+    assert sorted(zip(lat["method"], lat["scale"], strict=True)) == [("bicubic", 2), ("bicubic", 3),
+                                                                     ("espcn", 2), ("espcn", 3)]  # fmt: skip
+    env = json.loads((tmp_path / "dask" / "env.json").read_text())
+    worker = env["latency_worker"]
+    assert worker["pid"] != os.getpid() and env["client"]["pid"] == os.getpid()
+    assert set(lat["worker"]) == {worker["address"]} and set(lat["host"]) == {worker["host"]}  # one worker
+    # env.json's machine is the worker's: its probe, its ceiling, its threads in every row
+    assert env["matmul_gflops"] == worker["matmul_gflops"] > 0
+    assert env["torch_threads"] == worker["torch_threads"]
+    assert (lat["threads"] == worker["torch_threads"]).all()
+    peak_fraction = lat["gflops"] / worker["matmul_gflops"]
+    assert lat["peak_fraction"].to_numpy() == pytest.approx(peak_fraction.to_numpy())
+    in_process = pd.read_csv(tmp_path / "local" / "latency.csv")
+    assert list(in_process.columns) == LATENCY_COLUMNS  # as before: no host, no worker
+
+
+def _reference(cluster_run: Path, args: list[str], out: Path) -> Path:
+    """The in-process run of the cluster run's cells: CI's (SRBENCH_TEST_RUN) when its configuration is the
+    same, else one computed here."""
+    keys = ("methods", "datasets", "scales", "protocol", "protocol_detail", "device", "weights",
+            "datasets_resolved")  # fmt: skip
+    ours = json.loads((cluster_run / "config.json").read_text())
+    ci = Path(os.environ.get("SRBENCH_TEST_RUN", "")) / "config.json"
+    if os.environ.get("SRBENCH_TEST_RUN") and ci.is_file():
+        theirs = json.loads(ci.read_text())
+        if "quality" in theirs.get("passes", []) and all(theirs.get(k) == ours.get(k) for k in keys):
+            return ci.parent
+    assert main([*args, "--out", str(out)]) == 0
+    return out
+
+
+@pytest.mark.slow
+def test_cluster_scheduler_set5_set14_all_methods_equal_in_process(
+    tmp_path: Path, shared_datasets: Path, shared_weights: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("SRBENCH_DATA_PATH", str(shared_datasets))
+    monkeypatch.setenv("SRBENCH_WEIGHTS_PATH", str(shared_weights))
+    args = [*_quality_args("all", "set5,set14", "2,3,4"), "--save-images", "none"]
+    with _local_cluster() as client:  # the workers start after the variables are set: they see the same data
+        assert main([*args, "--scheduler", client.scheduler.address, "--out", str(tmp_path / "dask")]) == 0
+    # the reference runs torch on its default threads, as CI's does: learned methods must not depend on them
+    local = _quality(_reference(tmp_path / "dask", args, tmp_path / "local"))
+    dask = _quality(tmp_path / "dask")
+    methods = json.loads((tmp_path / "dask" / "config.json").read_text())["methods"]
+    cells = sum(has_scale(m, s) for m in methods for s in (2, 3, 4))
+    assert len(dask) == cells * (5 + 14) and (dask["status"] == "ok").all()
+    _assert_rows_equal(dask, local)
 
 
 @pytest.mark.slow

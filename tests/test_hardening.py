@@ -8,6 +8,7 @@ import signal
 import subprocess
 import sys
 import time
+import weakref
 from pathlib import Path
 
 import numpy as np
@@ -44,6 +45,14 @@ class _Plugin:
             sys.exit(0)
         if self.mode == "print":
             print("debug output of a plugin")
+        if self.mode == "interrupt":
+            raise KeyboardInterrupt  # raised by the method itself, not by the user's Ctrl-C
+        if self.mode == "hang":
+            self.calls = getattr(self, "calls", 0) + 1
+            time.sleep(3600)
+        if self.mode == "spin":
+            while True:
+                pass
         return imresize(lr, self.scale)
 
     def info(self) -> MethodInfo:
@@ -74,6 +83,66 @@ def test_a_method_calling_sys_exit_fails_its_cells_not_the_run(tmp_path: Path) -
     q = _quality(out)
     assert set(q[q["method"] == "bad_exit"]["status"]) == {"failed"}
     assert set(q[q["method"] == "bicubic"]["status"]) == {"ok"}
+
+
+def test_a_keyboard_interrupt_raised_by_a_method_fails_its_cells_not_the_run(tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    assert main(["run", "--methods", f"{_register('interrupt')},bicubic", "--out", str(out), *QUALITY]) == 1
+    q = _quality(out)
+    assert set(q[q["method"] == "bad_interrupt"]["status"]) == {"failed"}
+    assert (
+        set(q[q["method"] == "bicubic"]["status"]) == {"ok"}
+        and len(q) == 2 * (q["method"] == "bicubic").sum()
+    )
+
+
+def test_a_hanging_method_fails_after_the_cell_timeout_and_the_run_goes_on(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "run"
+    argv = ["run", "--methods", f"{_register('hang')},bicubic", "--out", str(out), *QUALITY]
+    assert main([*argv, "--cell-timeout", "0.5"]) == 1
+    q = _quality(out)
+    hung = q[q["method"] == "bad_hang"]
+    assert set(hung["status"]) == {"failed"} and len(hung) == (q["method"] == "bicubic").sum() > 2
+    # the first image timed out; the method is then taken as hung and its other cells are not run
+    assert hung["error"].str.startswith("CellTimeout: timed out after 0.5 s").sum() == 1
+    assert hung["error"].str.contains("timed out on sample/").sum() == len(hung) - 1
+    assert set(q[q["method"] == "bicubic"]["status"]) == {"ok"}
+    assert "--cell-timeout" in capsys.readouterr().err
+
+
+def test_the_cell_timeout_comes_from_the_environment_and_bad_values_are_named(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "run"
+    monkeypatch.setenv("SRBENCH_CELL_TIMEOUT", "0.3")
+    assert main(["run", "--methods", _register("spin"), "--out", str(out), *QUALITY]) == 1
+    assert (_quality(out)["status"] == "failed").all()
+    monkeypatch.setenv("SRBENCH_CELL_TIMEOUT", "soon")
+    assert main(["run", "--methods", "bicubic", "--out", str(tmp_path / "r2"), *QUALITY]) == 2
+    err = capsys.readouterr().err.splitlines()[-1]
+    assert err.startswith("error: SRBENCH_CELL_TIMEOUT='soon' is not a time limit")
+
+
+def test_the_time_limit_interrupts_a_cell_in_a_worker_thread() -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    from bench.limits import CellTimeout, time_limit
+
+    def spin() -> str:
+        with time_limit(0.2):
+            while True:
+                pass
+
+    def quick() -> str:
+        with time_limit(5):
+            return "done"
+
+    with ThreadPoolExecutor(1) as pool:
+        with pytest.raises(CellTimeout, match="timed out after 0.2 s"):
+            pool.submit(spin).result(timeout=30)
+        assert pool.submit(quick).result(timeout=30) == "done"
 
 
 def test_a_methods_prints_stay_off_the_results_table(
@@ -198,3 +267,63 @@ def test_sigterm_keeps_rows_and_prints_the_resume_command(tmp_path: Path) -> Non
     assert f"--resume {out}" in err
     kept = (out / "quality.jsonl").read_text().splitlines()
     assert kept and all(json.loads(line)["status"] == "ok" for line in kept)
+
+
+# ----------------------------------------------------------------------------------------- out of memory
+
+
+class _Blob:
+    """Stands for the activations of a failed attempt."""
+
+
+class _Greedy:
+    """Runs out of memory untiled, holding a blob in its frame; its tiled build checks the blob is gone."""
+
+    def __init__(self, scale: int, tile: int | None, seen: dict[str, object]) -> None:
+        self.name, self.scale, self.device, self.tile, self.seen = "greedy", scale, "cpu", tile, seen
+
+    def upscale(self, lr: np.ndarray) -> np.ndarray:
+        if self.tile is None:
+            blob = _Blob()
+            self.seen["blob"] = weakref.ref(blob)
+            raise MemoryError("cannot allocate 9 GB")
+        ref = self.seen["blob"]
+        self.seen.setdefault("alive_at_retry", [])
+        self.seen["alive_at_retry"].append(ref() is not None)  # type: ignore[attr-defined, operator]
+        return imresize(lr, self.scale)
+
+    def info(self) -> MethodInfo:
+        return MethodInfo(self.name, self.scale, self.device)
+
+
+def test_the_out_of_memory_retry_frees_the_failed_attempt_first(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import bench.cells as cells
+
+    seen: dict[str, object] = {}
+    registry.register_method("greedy", lambda *, scale, device="cpu", **_: _Greedy(scale, None, seen))
+    monkeypatch.setattr(cells, "build_method", lambda name, *, scale, tile, **_: _Greedy(scale, tile, seen))
+    out = tmp_path / "run"
+    assert main(["run", "--methods", "greedy", "--out", str(out), *QUALITY]) == 0
+    assert seen["alive_at_retry"] and not any(seen["alive_at_retry"])  # type: ignore[arg-type]
+    assert (_quality(out)["status"] == "ok").all()
+
+
+def test_an_exif_rotated_jpeg_is_scored_as_stored_and_the_run_says_so(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from PIL import Image
+
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    exif = Image.Exif()
+    exif[0x0112] = 6  # "rotate 90 CW to display"
+    rng = np.random.default_rng(3)
+    Image.fromarray(rng.integers(0, 256, (48, 64, 3), dtype=np.uint8)).save(folder / "turned.jpg", exif=exif)
+    out = tmp_path / "run"
+    argv = ["run", "--methods", "bicubic", "--datasets", str(folder), "--scales", "2,3", "--out", str(out)]
+    assert main([*argv, "--pass", "quality", "--no-report", "--no-progress"]) == 0
+    err = capsys.readouterr().err
+    assert err.count("EXIF orientation 6") == 1 and "scored as stored" in err  # once, not once per scale
+    assert len(_quality(out)) == 2

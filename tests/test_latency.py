@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gc
 import math
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -11,6 +12,7 @@ import torch
 
 import bench.latency as latency
 from bench.api import MethodInfo
+from bench.cli import main
 from bench.errors import UsageError
 from bench.latency import (
     LATENCY_COLUMNS,
@@ -164,6 +166,50 @@ def test_parse_sizes_rejects_malformed(bad: str) -> None:
 def test_lr_shape_for_rounds_up() -> None:
     assert lr_shape_for((720, 1280), 3) == (240, 427)
     assert lr_shape_for((720, 1280), 4) == (180, 320)
+
+
+def test_latency_bytes_counts_float32_input_and_output() -> None:
+    # uint8 + float32 output + a float32 working copy per HR pixel; uint8 + float32 input per LR pixel
+    assert latency.latency_bytes((40, 60), 2) == 40 * 60 * 3 * 9 + 20 * 30 * 3 * 5
+
+
+def test_check_latency_memory_refuses_a_size_that_cannot_fit(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(latency, "available_memory", lambda device="cpu": (2 * 2**30, "MemAvailable"))
+    with pytest.raises(UsageError) as err:
+        latency.check_latency_memory(["bicubic", "espcn"], [4, 2], [(720, 1280), (20000, 30000)])
+    msg = str(err.value)
+    assert "\n" not in msg and "bicubic x2 at 30000x20000" in msg  # the smallest scale needs the most
+    assert "GiB" in msg and "MemAvailable is 2.0 GiB" in msg and "smaller --sizes" in msg
+    with pytest.raises(UsageError, match="the worker's memory limit is 0.0 GiB"):
+        latency.check_latency_memory(["bicubic"], [2], [(720, 1280)], limit=2**20)
+
+
+def test_check_latency_memory_accepts_default_sizes_for_every_method(monkeypatch: pytest.MonkeyPatch) -> None:
+    # a machine with a couple of GB free times 1280x720 and 1920x1080 with any shipped method
+    monkeypatch.setattr(latency, "available_memory", lambda device="cpu": (2 * 2**30, "MemAvailable"))
+    latency.check_latency_memory(list_methods(), [2, 3, 4], [(720, 1280), (1080, 1920)])
+    monkeypatch.setattr(latency, "available_memory", lambda device="cpu": None)  # unknown: refuses nothing
+    latency.check_latency_memory(["bicubic"], [2], [(99999, 99999)])
+
+
+def test_available_memory_on_this_machine_is_positive() -> None:
+    found = latency.available_memory("cpu")
+    assert found is None or (found[0] > 0 and found[1])
+
+
+def test_run_latency_size_too_large_fails_before_allocating(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    rss0 = latency._reset_peak_rss()  # VmHWM from here on
+    args = ["run", "--methods", "bicubic,espcn", "--pass", "latency", "--sizes", "99999x99999", "--no-report",
+            "--no-progress", "--device", "cpu", "--out", str(tmp_path / "r")]  # fmt: skip
+    assert main(args) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "99999x99999" in err and "GiB" in err and "--sizes" in err
+    assert not (tmp_path / "r" / "latency.csv").exists()
+    hwm = latency._status_kb("VmHWM")
+    if rss0 is not None and hwm is not None:  # the 50000x50000 LR input alone would be 7 GiB
+        assert (hwm - rss0) * 1024 < 2**30
 
 
 def test_latency_pass_one_row_per_method_scale_size() -> None:

@@ -15,7 +15,7 @@ from bench.data import sha256_file
 from bench.errors import WeightsError
 from bench.imresize import imresize
 from bench.metrics import gray_to_y, psnr, rgb_to_y, shave, to_uint8
-from methods import _torchsr
+from methods import _tiles, _torchsr
 
 METHODS = ("srcnn", "fsrcnn", "espcn")
 SCALES = (2, 3, 4)
@@ -284,6 +284,62 @@ def test_cuda_matches_cpu(name: str, random_weights) -> None:
 
 
 # ----------------------------------------------------------------------------------------- quality
+
+
+# ----------------------------------------------------------------------------------------- bounded memory
+
+
+def _photo_lr(scale: int) -> np.ndarray:
+    """The protocol's LR of scikit-image's astronaut (a 512x512 photograph): HxWx3 uint8."""
+    import skimage.data
+
+    hr = skimage.data.astronaut()
+    h, w = hr.shape[:2]
+    return imresize(np.ascontiguousarray(hr[: h - h % scale, : w - w % scale]), 1 / scale)
+
+
+@pytest.mark.parametrize("scale", SCALES)
+@pytest.mark.parametrize("name", ("srcnn", "espcn"))
+def test_auto_tiling_above_the_budget_keeps_the_rounded_output(
+    name: str, scale: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    lr = _photo_lr(scale)
+    method = _module(name).make(scale=scale)  # the shipped weights
+    whole = method.upscale(lr)
+    assert whole.dtype == np.float64  # under the budget: the whole image at once, as always
+    tile_set = _module(name).make(scale=scale, tile=100).upscale(lr)
+    y_whole = method.upscale_y(rgb_to_y(lr))
+    monkeypatch.setattr(_tiles, "AUTO_TILE_PIXELS", 10_000)  # the 512x512 photograph is now "large"
+    monkeypatch.setattr(_tiles, "AUTO_TILE", 100)
+    banded = method.upscale(lr)
+    assert banded.dtype == np.uint8
+    np.testing.assert_array_equal(
+        banded, to_uint8(tile_set)
+    )  # by construction: the same tiles, per-row steps
+    np.testing.assert_array_equal(banded, to_uint8(whole))  # measured: tiling with this overlap is exact here
+    np.testing.assert_array_equal(to_uint8(method.upscale_y(rgb_to_y(lr))), to_uint8(y_whole))
+    unit = "HR" if name == "srcnn" else "LR"
+    assert _module(name).make(scale=scale).info().extra["processing"] == (
+        f"whole image up to 10,000 {unit} px, above that tiles of 100 {unit} px, "
+        f"overlap {method.receptive_radius} (exact)"
+    )
+
+
+@pytest.mark.parametrize("scale", [2, 3, 1 / 3, (0.5, 3.0), (1.0, 0.5)])
+def test_imresize_rows_and_strips_equal_the_whole_result(scale, monkeypatch: pytest.MonkeyPatch) -> None:
+    # the band path's bicubic (bench.imresize `rows=`), and large images resized in strips
+    module = importlib.import_module("bench.imresize")
+    rng = np.random.default_rng(6)
+    for img in (rng.integers(0, 256, (31, 26, 3), dtype=np.uint8), rng.uniform(0, 255, (26, 31))):
+        whole = imresize(img, scale)
+        h = whole.shape[0]
+        for rows in [(0, 1), (h // 3, h - 2), (h - 1, h), (0, h)]:
+            got = imresize(img, scale, rows=rows)
+            assert got.dtype == whole.dtype and np.array_equal(got, whole[rows[0] : rows[1]])
+        with monkeypatch.context() as m:
+            m.setattr(module, "_WHOLE_ELEMENTS", 0)
+            m.setattr(module, "_STRIP_ELEMENTS", 50)
+            assert np.array_equal(imresize(img, scale), whole)
 
 
 def _paper_y(img: np.ndarray, gray: bool) -> np.ndarray:

@@ -9,6 +9,7 @@ import pytest
 from PIL import Image
 from skimage.metrics import structural_similarity
 
+from bench import metrics
 from bench.errors import UsageError
 from bench.metrics import gray_to_y, psnr, rgb_to_y, shave, ssim, to_uint8
 
@@ -99,3 +100,52 @@ def test_shave_removes_border_from_every_side() -> None:
 def test_to_uint8_clips_and_rounds() -> None:
     out = to_uint8(np.array([-3.0, 0.49, 0.5, 254.5, 300.0]))
     assert out.tolist() == [0, 0, 1, 255, 255]
+
+
+# ----------------------------------------------------------------------------------------- large images
+
+
+def _shrink_blocks(monkeypatch: pytest.MonkeyPatch, strip: int) -> None:
+    """Make every image 'large' for bench.metrics, with blocks of `strip` pixels."""
+    monkeypatch.setattr(metrics, "_WHOLE_PIXELS", 0)
+    monkeypatch.setattr(metrics, "_STRIP_PIXELS", strip)
+
+
+@pytest.mark.parametrize("strip", [1, 129, 1000, 5000])
+def test_psnr_of_large_images_sums_as_numpy_does(monkeypatch: pytest.MonkeyPatch, strip: int) -> None:
+    # the blockwise sum replays numpy's pairwise summation; a numpy that sums otherwise fails here
+    rng = np.random.default_rng(strip)
+    a = rng.uniform(0, 255, (151, 97))
+    b = a + rng.normal(0, 3, a.shape)
+    img = rng.integers(0, 256, (60, 70, 3), dtype=np.uint8)
+    noisy = np.clip(img + rng.integers(-5, 6, img.shape), 0, 255).astype(np.uint8)
+    pairs = [(a, b), (shave(a, 3), shave(b, 3)), (img, noisy), (shave(img, 2), shave(noisy, 2))]
+    expected = [psnr(x, y) for x, y in pairs]
+    _shrink_blocks(monkeypatch, strip)
+    assert [psnr(x, y) for x, y in pairs] == expected
+
+
+def test_psnr_blockwise_sum_matches_np_mean_exactly() -> None:
+    d = np.random.default_rng(3).normal(0, 7, (517, 389))
+    total = metrics._SquaredError(d, np.zeros_like(d)).pairwise(0, d.size)
+    assert total / d.size == np.mean(d * d)
+
+
+@pytest.mark.parametrize("strip", [1, 1000])
+def test_y_of_large_images_is_computed_in_strips_bit_for_bit(
+    monkeypatch: pytest.MonkeyPatch, strip: int
+) -> None:
+    img = np.random.default_rng(4).integers(0, 256, (77, 53, 3), dtype=np.uint8)
+    view = img[2:-3, 1:-2]  # strided: the strips are made C-contiguous as the whole image is
+    expected = [rgb_to_y(img), rgb_to_y(view), gray_to_y(img)]
+    _shrink_blocks(monkeypatch, strip)
+    for got, want in zip([rgb_to_y(img), rgb_to_y(view), gray_to_y(img)], expected, strict=True):
+        assert got.dtype == np.float64 and np.array_equal(got, want)
+
+
+def test_ssim_converts_to_float64_strip_by_strip_with_the_same_result() -> None:
+    rng = np.random.default_rng(5)
+    a = rng.integers(0, 256, (90, 80, 3), dtype=np.uint8)
+    b = np.clip(a + rng.integers(-20, 21, a.shape), 0, 255).astype(np.uint8)
+    assert ssim(a, b) == ssim(a.astype(np.float64), b.astype(np.float64))
+    assert ssim(a[..., 0], b[..., 0]) == ssim(a[..., 0].astype(np.float64), b[..., 0].astype(np.float64))

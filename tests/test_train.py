@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 from pathlib import Path
 
 import numpy as np
@@ -446,3 +447,84 @@ def test_weights_lookup_prefers_the_package_copy(tmp_path: Path, outside_a_check
     assert _torchsr.weights_path("espcn", 3) == user
     own.write_bytes(b"own")
     assert _torchsr.weights_path("espcn", 3) == own
+
+
+def _no_training(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Fail the test if a run gets as far as its data or its validation set."""
+    monkeypatch.setattr(
+        "bench.train.loop.validation_dataset", lambda *a: pytest.fail("validation set opened")
+    )
+    monkeypatch.setattr("bench.train.loop.make_sampler", lambda *a: pytest.fail("training data loaded"))
+
+
+def _train_cli(out: Path, folder: str) -> list[str]:
+    return ["train", "espcn", "--scale", "3", "--steps", "1", "--out", str(out), "--datasets", folder]
+
+
+def test_train_out_that_is_a_file_fails_at_once_in_one_line(
+    tmp_path: Path, tiny_folder: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from bench.cli import main
+
+    _no_training(monkeypatch)
+    taken = tmp_path / "taken"
+    taken.write_text("someone's file")
+    for out, words in ((taken, "is an existing file, not a folder"), (taken / "run", f"{taken} is a file")):
+        assert main([*_train_cli(out, tiny_folder), "--no-progress"]) == 2
+        err = capsys.readouterr().err
+        assert err.startswith(f"error: --out {out} ") and words in err and err.count("\n") == 1
+    assert taken.read_text() == "someone's file"
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root ignores folder permissions")
+def test_train_out_in_a_folder_that_cannot_be_written_fails_at_once(
+    tmp_path: Path, tiny_folder: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from bench.cli import main
+
+    _no_training(monkeypatch)
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    locked.chmod(0o500)
+    try:
+        for out in (locked, locked / "run"):
+            assert main([*_train_cli(out, tiny_folder), "--no-progress"]) == 2
+            err = capsys.readouterr().err
+            assert err.startswith(f"error: --out {out} is not writable") and err.count("\n") == 1
+        assert list(locked.iterdir()) == []
+    finally:
+        locked.chmod(0o700)
+
+
+def test_an_unwritable_out_is_found_before_training_whoever_runs_it(
+    tmp_path: Path, tiny: dict, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # root passes the permission check the test above makes: the same rule, seen through os.access
+    _no_training(monkeypatch)
+    monkeypatch.setattr("bench.train.config.os.access", lambda path, mode: Path(path) != tmp_path)
+    with pytest.raises(
+        UsageError, match=rf"--out {tmp_path / 'run'} is not writable \(the run folder would be"
+    ):
+        train(TrainConfig("espcn", 3, steps=1, out_dir=tmp_path / "run", **tiny))
+
+
+def test_checkpoint_writes_on_a_full_disk_keep_the_last_good_files_and_leave_no_tmp(
+    tmp_path: Path, tiny: dict, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import errno
+
+    import safetensors.torch
+
+    out = tmp_path / "run"
+    train(TrainConfig("espcn", 3, steps=1, val_every=1, out_dir=out, **tiny))
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+
+    def full(*args: object, **kwargs: object) -> bytes:
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(safetensors.torch, "save", full)
+    with pytest.raises(OSError, match="No space"):
+        train(TrainConfig("espcn", 3, steps=2, val_every=1, out_dir=out, resume=True, **tiny))
+    assert {p.name: p.read_bytes() for p in out.iterdir() if p.name != "log.txt"} == {
+        k: v for k, v in before.items() if k != "log.txt"
+    }

@@ -15,10 +15,14 @@ from bench.data.images import (
     HRImage,
     ImageProblem,
     Sample,
+    decode_image,
     is_image_file,
-    load_rgb,
     make_lr,
+    max_file_bytes,
     modcrop,
+    orientation_text,
+    read_image_file,
+    sha256_file,
 )
 from bench.data.manifests import canonical_name, dataset_manifests, expected_files, unknown_dataset
 from bench.data.paths import cache_dir, data_paths, offline
@@ -41,7 +45,11 @@ def _readonly(img: np.ndarray) -> np.ndarray:
 
 @dataclass
 class Dataset:
-    """A resolved dataset: where each image file is, with what it must hash to."""
+    """A resolved dataset: where each image file is, with what it must hash to.
+
+    While its images are read, `problems` collects the files skipped and why, and `warnings` one line
+    per image scored with a caveat (an EXIF orientation that is not applied).
+    """
 
     name: str
     display: str
@@ -50,6 +58,8 @@ class Dataset:
     problems: list[ImageProblem] = field(default_factory=list)
     role: str = "evaluation"
     root: Path | None = None  # the folder the images were found in (the report draws crops from it)
+    warnings: list[str] = field(default_factory=list)
+    sizes: dict[str, tuple[int, int]] = field(default_factory=dict)  # image name -> manifest (width, height)
 
     def __len__(self) -> int:
         return len(self.files)
@@ -57,47 +67,75 @@ class Dataset:
     def images(self, strict: bool = True) -> Iterator[HRImage]:
         """Decode and verify each HR image in name order.
 
-        Manifest datasets raise DataError on a file whose sha256 differs; folder datasets
-        (`strict=False`) record unreadable files in `self.problems` and go on.
+        A file's header is checked before the file is read (`read_image_file`). Manifest datasets raise
+        DataError on a file whose sha256 differs; folder datasets (`strict=False`) record unreadable
+        files in `self.problems` and go on.
         """
         for name, path, expected in self.files:
-            try:
-                data = path.read_bytes()
-            except OSError as exc:
-                if self.origin == "folder":  # one unreadable file of the user's folder skips that file only
-                    self.problems.append(
-                        ImageProblem(
-                            self.name,
-                            name,
-                            f"{path.name}: cannot read the file "
-                            f"({exc.strerror}); check it exists and is readable",
-                        )
-                    )
-                    continue
-                raise DataError(f"{self.name}: cannot read {path}: {exc.strerror}") from exc
+            data = self._read(name, path, expected)
+            if data is None:
+                continue
             digest = hashlib.sha256(data).hexdigest()  # hashed from the bytes read, never re-read
             if expected and digest != expected:
-                if self.origin in ("cache", "download"):
-                    # a damaged cached copy is dropped, so the next fetch downloads it again
-                    path.unlink(missing_ok=True)
-                    fix = f"it was removed from the cache; run 'python -m bench fetch {self.name}'"
-                else:
-                    fix = (
-                        f"replace it with a good copy, or take its folder out of SRBENCH_DATA_PATH and run "
-                        f"'python -m bench fetch {self.name}'"
-                    )
-                raise DataError(
-                    f"sha256 of {path} is {digest[:12]}..., expected {expected[:12]}...: the file is corrupt "
-                    f"or was replaced; {fix}"
-                )
+                raise self._corrupt(path, _sha_mismatch(path, digest, expected))
             try:
-                rgb, gray = load_rgb(path, data)
+                image = decode_image(path, data)
             except DataError as exc:
                 if self.origin != "folder":
                     raise
                 self.problems.append(ImageProblem(self.name, name, str(exc)))
                 continue
-            yield HRImage(self.name, name, rgb, gray, digest, path)
+            if image.orientation != 1:
+                self._warn(
+                    f"{self.name}/{path.name}: EXIF orientation {image.orientation} "
+                    f"({orientation_text(image.orientation)}) is ignored; the image is scored as stored - "
+                    f"rotate the file's pixels if that is wrong"
+                )
+            yield HRImage(self.name, name, image.rgb, image.gray, digest, path)
+
+    def _read(self, name: str, path: Path, expected: str | None) -> bytes | None:
+        """The bytes of one image file once its header passed the checks; None when a folder dataset skips it."""
+        try:
+            size = path.stat().st_size
+            # larger than the manifest's image can be: wrong without hashing it
+            too_big = name in self.sizes and size > max_file_bytes(*self.sizes[name])
+            data = b"" if too_big else read_image_file(path)
+        except OSError as exc:
+            if self.origin != "folder":
+                raise DataError(f"{self.name}: cannot read {path}: {exc.strerror}") from exc
+            # one unreadable file of the user's folder skips that file only
+            reason = f"{path.name}: cannot read the file ({exc.strerror}); check it exists and is readable"
+            self.problems.append(ImageProblem(self.name, name, reason))
+            return None
+        except DataError as exc:
+            if self.origin == "folder":
+                self.problems.append(ImageProblem(self.name, name, str(exc)))
+                return None
+            digest = _streamed_sha256(path) if expected else None
+            if digest is not None and digest != expected:
+                raise self._corrupt(path, _sha_mismatch(path, digest, expected)) from exc
+            raise  # the manifest's own file, refused by a limit the message names
+        if too_big:
+            w, h = self.sizes[name]
+            raise self._corrupt(path, f"{path} is {size} bytes, more than a {w}x{h} image can need")
+        return data
+
+    def _corrupt(self, path: Path, what: str) -> DataError:
+        """The error for a manifest file that is not the file the manifest names; a cached copy is removed."""
+        if self.origin in ("cache", "download"):
+            # a damaged cached copy is dropped, so the next fetch downloads it again
+            path.unlink(missing_ok=True)
+            fix = f"it was removed from the cache; run 'python -m bench fetch {self.name}'"
+        else:
+            fix = (
+                f"replace it with a good copy, or take its folder out of SRBENCH_DATA_PATH and run "
+                f"'python -m bench fetch {self.name}'"
+            )
+        return DataError(f"{what}: the file is corrupt or was replaced; {fix}")
+
+    def _warn(self, line: str) -> None:
+        if line not in self.warnings:  # images() runs once per scale: one line per image
+            self.warnings.append(line)
 
     def samples(self, scale: int, min_size: int = 1) -> Iterator[Sample]:
         """(HR modcropped, LR) per image for `scale`; images too small are recorded as problems."""
@@ -116,6 +154,17 @@ class Dataset:
             hr = _readonly(modcrop(im.rgb, scale))
             lr = _readonly(make_lr(hr, scale, im.sha256))
             yield Sample(self.name, im.name, scale, hr, lr, im.gray, im.sha256)
+
+
+def _sha_mismatch(path: Path, digest: str, expected: str | None) -> str:
+    return f"sha256 of {path} is {digest[:12]}..., expected {(expected or '')[:12]}..."
+
+
+def _streamed_sha256(path: Path) -> str | None:
+    try:
+        return sha256_file(path)  # in 1 MiB chunks: a huge file is not read into memory
+    except OSError:
+        return None
 
 
 def image_names(images: list[Path]) -> list[str]:
@@ -215,9 +264,16 @@ def open_dataset(name: str | Path, *, download: bool = True) -> Dataset:
     m = dataset_manifests()[key]
     expected = expected_files(m)
 
+    sizes = {
+        Path(f["name"]).stem: (int(f["size"][0]), int(f["size"][1]))
+        for f in m.get("files", [])
+        if "size" in f
+    }
+
     def build(folder: Path, origin: str, hashes: dict[str, str] | None = None) -> Dataset:
         files = [(Path(f).stem, folder / f, sha or (hashes or {}).get(f)) for f, sha in expected]
-        return Dataset(key, m["display"], files, origin, role=m.get("role", "evaluation"), root=folder)
+        role = m.get("role", "evaluation")
+        return Dataset(key, m["display"], files, origin, role=role, root=folder, sizes=sizes)
 
     found = _in_data_path(m["folder"], expected)
     if found is not None:

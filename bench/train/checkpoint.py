@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 from typing import Any
 
+from bench.data import atomic_write
 from bench.errors import UsageError, WeightsError
 from bench.train.config import Plan
 
@@ -39,12 +39,10 @@ _DATA_OPTIONS: tuple[tuple[str, Any], ...] = (("loss_border", 0), ("balance", Fa
 
 def save_tensors(net: Any, path: Path) -> None:
     """`net`'s state dict as float32 CPU tensors in a safetensors file, written atomically."""
-    from safetensors.torch import save_file
+    from safetensors.torch import save
 
     tensors = {k: v.detach().float().cpu().contiguous() for k, v in net.state_dict().items()}
-    tmp = path.with_suffix(".tmp")
-    save_file(tensors, str(tmp))
-    os.replace(tmp, path)
+    atomic_write(path, lambda f: f.write(save(tensors)))  # the bytes save_file writes
 
 
 def load_tensors(net: Any, path: Path, partial: bool = False) -> list[str]:
@@ -71,9 +69,8 @@ def load_tensors(net: Any, path: Path, partial: bool = False) -> list[str]:
 
 def write_json(path: Path, data: dict[str, Any]) -> None:
     """`data` as indented JSON, written atomically."""
-    tmp = path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(data, indent=1) + "\n")
-    os.replace(tmp, path)
+    text = json.dumps(data, indent=1) + "\n"
+    atomic_write(path, lambda f: f.write(text.encode()))
 
 
 def read_state(run_dir: Path) -> dict[str, Any]:
@@ -147,5 +144,5 @@ def save_checkpoint(net: Any, opt: Any, state: dict[str, Any], out: Path) -> Non
     import torch
 
     save_tensors(net, out / LAST)
-    torch.save(opt.state_dict(), out / OPTIMIZER)
+    atomic_write(out / OPTIMIZER, lambda f: torch.save(opt.state_dict(), f))
     write_json(out / STATE, state)

@@ -180,10 +180,38 @@ def _check_options(config: TrainConfig, defaults: TrainingDefaults, scales: tupl
         raise UsageError(f"--scale-aug factors must be in [0.1, 1), got {list(config.scale_aug)}")
 
 
+def _check_out_dir(out: Path) -> None:
+    """Raise UsageError when the run folder `out` cannot be used: an existing file or broken link, or a
+    folder (or, for one still to be made, its nearest existing parent) this process cannot write in."""
+    try:
+        problem = _out_dir_problem(out)
+    except OSError as exc:  # a parent that cannot be looked into
+        problem = f"cannot be looked at ({exc.strerror}); give a folder you can write to"
+    if problem:
+        raise UsageError(f"--out {out} {problem}")
+
+
+def _out_dir_problem(out: Path) -> str | None:
+    if out.is_symlink() and not out.exists():
+        return "is a broken link; remove it or give another folder for the run"
+    if out.exists() and not out.is_dir():
+        return "is an existing file, not a folder; give a folder path for the run (it is made if missing)"
+    existing = out.absolute()
+    while not existing.exists():  # the root always exists
+        existing = existing.parent
+    if not existing.is_dir():
+        return f"cannot be made: {existing} is a file; give another folder for the run"
+    if not os.access(existing, os.W_OK | os.X_OK):
+        inside = "" if existing == out.absolute() else f" (the run folder would be made in {existing})"
+        return f"is not writable{inside}; give a folder you can write to, or change its permissions"
+    return None
+
+
 def make_plan(config: TrainConfig) -> Plan:
     """Fill `config`'s None fields from the network's TrainingDefaults and check every option.
 
-    Raises UsageError on an unknown method or a bad option (nothing is written before that).
+    Raises UsageError on an unknown method, a bad option or a run folder that cannot be written
+    (nothing is written before that).
     """
     defaults = training_defaults(config.method)
     scales = tuple(int(s) for s in (config.train_scales or (config.scale,)))
@@ -205,6 +233,7 @@ def make_plan(config: TrainConfig) -> Plan:
     out = (
         Path(config.out_dir) if config.out_dir is not None else _default_out_dir(config.method, config.scale)
     )
+    _check_out_dir(out)
     return Plan(
         config=config,
         defaults=defaults,

@@ -60,13 +60,17 @@ def install(
     dest_dir.mkdir(parents=True, exist_ok=True)
     dest = dest_dir / f"{method}_x{scale}.safetensors"
     tmp = dest.with_suffix(".tmp")
-    shutil.copyfile(src, tmp)
-    sha = sha256_file(tmp)
-    net = defaults.build(scale)
-    load_tensors(net, tmp)
-    m = method_for(method, defaults, net, scale, "cpu")
-    scores = {ds: evaluate(m, ds, scale) for ds in eval_datasets}
-    os.replace(tmp, dest)
+    try:  # the weights are scored before they replace the installed ones; a failure leaves no .tmp
+        shutil.copyfile(src, tmp)
+        sha = sha256_file(tmp)
+        net = defaults.build(scale)
+        load_tensors(net, tmp)
+        m = method_for(method, defaults, net, scale, "cpu")
+        scores = {ds: evaluate(m, ds, scale) for ds in eval_datasets}
+        os.replace(tmp, dest)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
     _torchsr.record_sha256(
         dest.name, sha, path=dest_dir / _torchsr.MANIFEST.name, params=_torchsr.count_params(net)
     )

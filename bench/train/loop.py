@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
-from bench.errors import BenchError
+from bench.errors import BenchError, UsageError
 from bench.registry import resolve_device
 from bench.train.card import keep_parent_card
 from bench.train.checkpoint import BEST, LOG, load_tensors, new_state, resume, save_checkpoint, save_tensors
@@ -85,7 +85,12 @@ def train(config: TrainConfig) -> TrainResult:
     if config.threads:
         torch.set_num_threads(int(config.threads))
     val_dataset = validation_dataset(config.val_dataset)
-    plan.out_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        plan.out_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:  # checked in make_plan; the file system may still refuse (full, read-only)
+        raise UsageError(
+            f"cannot make the run folder {plan.out_dir} ({exc.strerror}); give another --out"
+        ) from exc
     run = _start(plan, device, val_dataset)
     return run.fit(make_sampler(plan, run.state))
 

@@ -10,6 +10,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from methods._thread_invariant import gelu
+
 __all__ = ["BSConvU", "LKA", "ChannelLayerNorm", "LKA_RADIUS"]
 
 # LR pixels of context one LKA adds: the 5x5 depthwise (2) plus the 5x5 depthwise with dilation 3 (2 * 3).
@@ -79,5 +81,5 @@ def distilled_trunk(net: nn.Module, x: torch.Tensor, n_blocks: int) -> torch.Ten
     for i in range(1, n_blocks + 1):
         h = part(f"B{i}")(h)
         outs.append(h)
-    result: torch.Tensor = part("c2")(F.gelu(part("c1")(torch.cat(outs, dim=1)))) + f0
+    result: torch.Tensor = part("c2")(gelu(part("c1")(torch.cat(outs, dim=1)))) + f0
     return result

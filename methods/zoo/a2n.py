@@ -16,6 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from methods._thread_invariant import sigmoid
 from methods.zoo._spec import ZooModel, flat_state
 from methods.zoo.pan import PANSkeleton, upa_radius
 
@@ -35,7 +36,7 @@ class AttentionBranch(nn.Module):
         self.k4 = nn.Conv2d(nf, nf, 3, padding=1, bias=False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        mask = torch.sigmoid(self.k2(F.leaky_relu(self.k1(x), _SLOPE)))
+        mask = sigmoid(self.k2(F.leaky_relu(self.k1(x), _SLOPE)))
         return self.k4(self.k3(x) * mask)
 
 

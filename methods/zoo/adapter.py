@@ -14,8 +14,12 @@ from torch import nn
 
 from bench.api import MethodInfo
 from bench.errors import MethodError, UsageError, WeightsError
+from bench.metrics import to_uint8
 from bench.registry import resolve_device
-from methods._torchsr import YChannelMethod, _forward_tiled
+from methods import _tiles
+from methods._thread_invariant import pin_pointwise_convs
+from methods._tiles import forward_band, forward_tiled, processing, release_freed_memory, row_blocks, spans
+from methods._torchsr import YChannelMethod
 from methods.zoo._spec import ZooModel
 from methods.zoo.catalog import ARCH_MODULE, Checkpoint, checkpoint_for
 from methods.zoo.weights import checkpoint_path, load_checkpoint
@@ -79,7 +83,9 @@ class ZooMethod:
     The image is scaled to the range the weights expect (`model.input_range`), run under inference
     mode in channels-last layout, and scaled back. `tile` (LR pixels) runs overlapping tiles: exact
     for purely local networks (overlap = receptive radius), approximate for networks with whole-image
-    statistics, which `info().extra["processing"]` then says.
+    statistics, which `info().extra["processing"]` then says. An image above AUTO_TILE_PIXELS LR pixels
+    runs band by band in tiles by itself (`processing` says so too) and comes back as uint8, rounded as
+    the protocol rounds (`to_uint8`), so that memory stays bounded.
     """
 
     def __init__(
@@ -117,7 +123,27 @@ class ZooMethod:
         x = x.contiguous(memory_format=torch.channels_last)
         if self.tile is None:
             return self.net(x)
-        return _forward_tiled(self.net, x, self.tile, self.model.receptive_radius, self.scale)
+        return forward_tiled(self.net, x, self.tile, self.model.receptive_radius, self.scale)
+
+    def _upscale_in_bands(self, lr: np.ndarray) -> np.ndarray:
+        """A large HxWx3 LR image -> (H*s)x(W*s)x3 uint8, a band of `tile` LR rows at a time: each tile
+        sees the input `forward_tiled` gives it, so the numbers are those of the method with `tile` set."""
+        out = np.empty((lr.shape[0] * self.scale, lr.shape[1] * self.scale, 3), dtype=np.uint8)
+        with torch.inference_mode():
+            self._bands(lr, out)
+        release_freed_memory()
+        return out
+
+    def _bands(self, lr: np.ndarray, out: np.ndarray) -> None:
+        s, radius, tile = self.scale, self.model.receptive_radius, self.tile or _tiles.AUTO_TILE
+        gain = np.float32(self.model.input_range / 255.0)
+        for top, bottom, t0, t1 in spans(lr.shape[0], tile, radius):
+            x = torch.from_numpy(lr[None, t0:t1].astype(np.float32) * gain).permute(0, 3, 1, 2)
+            x = x.to(self.device).contiguous(memory_format=torch.channels_last)
+            y = forward_band(self.net, x, (top - t0, bottom - t0), tile, radius, s)
+            band = y.float().permute(0, 2, 3, 1).cpu().numpy()[0]
+            for a, b in row_blocks(band.shape[0], out.shape[1]):  # float64 rows, a few at a time
+                out[top * s + a : top * s + b] = to_uint8(band[a:b].astype(np.float64) / float(gain))
 
     def upscale_batch(self, images: Sequence[np.ndarray]) -> list[np.ndarray]:
         """Equal-sized images run as one batch; see the class docstring for layout and range."""
@@ -125,7 +151,10 @@ class ZooMethod:
         out: list[np.ndarray | None] = [None] * len(arrays)
         groups: dict[tuple[int, ...], list[int]] = {}
         for i, a in enumerate(arrays):
-            groups.setdefault(a.shape, []).append(i)
+            if a.shape[0] * a.shape[1] > _tiles.AUTO_TILE_PIXELS:
+                out[i] = self._upscale_in_bands(a)
+            else:
+                groups.setdefault(a.shape, []).append(i)
         gain = np.float32(self.model.input_range / 255.0)
         with torch.inference_mode():
             for idx in groups.values():
@@ -143,14 +172,6 @@ class ZooMethod:
         if self._info is None:
             self._info = zoo_info(self, channels=3)
         return self._info
-
-
-def _processing(model: ZooModel, tile: int | None) -> str:
-    if tile is None:
-        return "whole image"
-    if model.tile_exact:
-        return f"tiles of {tile} LR px, overlap {model.receptive_radius} (exact)"
-    return f"tiles of {tile} LR px, overlap {model.receptive_radius} (approximate: whole-image statistics)"
 
 
 def zoo_info(method: Any, channels: int) -> MethodInfo:
@@ -173,7 +194,7 @@ def zoo_info(method: Any, channels: int) -> MethodInfo:
             "training_detail": ck.training_data,
             "license": ck.license,
             "input_range": model.input_range,
-            "processing": _processing(model, method.tile),
+            "processing": processing(method.tile, model.receptive_radius, "LR", model.tile_exact),
             "paper": ck.paper,
             "file": str(method.path),
         },
@@ -229,5 +250,7 @@ def make(
         raise WeightsError(f"weights file {path} not found; give the path of a {name} checkpoint")
     dev = resolve_device(device)
     net = build_net(model, scale, path)
+    if dev == "cpu":
+        pin_pointwise_convs(net)  # the same 1x1 conv kernel at every thread count: see its docstring
     cls = ZooYMethod if model.channels == "y" else ZooMethod
     return cls(model, ck, net, scale=scale, device=dev, tile=tile, path=path)

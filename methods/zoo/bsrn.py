@@ -14,6 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from methods._thread_invariant import gelu, sigmoid, upsample_bilinear
 from methods.zoo._blocks import BSConvU, distilled_trunk
 from methods.zoo._spec import ZooModel, nested_state
 
@@ -50,11 +51,11 @@ class ESA(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         c1_ = self.conv1(x)
         v = F.max_pool2d(self.conv2(c1_), kernel_size=7, stride=3)
-        v = F.gelu(self.conv_max(v))
-        v = F.gelu(self.conv3(v))
+        v = gelu(self.conv_max(v))
+        v = gelu(self.conv3(v))
         v = self.conv3_(v)
-        v = F.interpolate(v, size=x.shape[2:], mode="bilinear", align_corners=False)
-        return x * torch.sigmoid(self.conv4(v + self.conv_f(c1_)))
+        v = upsample_bilinear(v, x.shape[2:])  # align_corners=False
+        return x * sigmoid(self.conv4(v + self.conv_f(c1_)))
 
 
 class CCA(nn.Module):
@@ -74,7 +75,7 @@ class CCA(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         mean = x.mean(dim=(2, 3), keepdim=True)
         std = (x - mean).pow(2).mean(dim=(2, 3), keepdim=True).sqrt()
-        return x * torch.sigmoid(self.conv_du(std + mean))
+        return x * sigmoid(self.conv_du(std + mean))
 
 
 class ESDB(nn.Module):
@@ -98,13 +99,13 @@ class ESDB(nn.Module):
         self.cca = CCA(channels)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        d1 = F.gelu(self.c1_d(x))
-        r1 = F.gelu(self.c1_r(x) + x)
-        d2 = F.gelu(self.c2_d(r1))
-        r2 = F.gelu(self.c2_r(r1) + r1)
-        d3 = F.gelu(self.c3_d(r2))
-        r3 = F.gelu(self.c3_r(r2) + r2)
-        r4 = F.gelu(self.c4(r3))
+        d1 = gelu(self.c1_d(x))
+        r1 = gelu(self.c1_r(x) + x)
+        d2 = gelu(self.c2_d(r1))
+        r2 = gelu(self.c2_r(r1) + r1)
+        d3 = gelu(self.c3_d(r2))
+        r3 = gelu(self.c3_r(r2) + r2)
+        r4 = gelu(self.c4(r3))
         out = self.c5(torch.cat([d1, d2, d3, r4], dim=1))
         return self.cca(self.esa(out)) + x
 

@@ -28,6 +28,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from bench.errors import UsageError, WeightsError
+from methods._thread_invariant import conv_transpose_subpixel
 from methods.zoo._spec import ZooModel
 
 __all__ = ["LapSRNLevel", "LapSRNNet", "MODELS", "LAPSRN_SCALES", "build", "to_state"]
@@ -55,14 +56,16 @@ class LapSRNLevel(nn.Module):
         self.residual = nn.Conv2d(channels, 1, 3, padding=1)
         # crop 1 on every side = torch padding 1: output exactly 2h x 2w
         self.img_up = nn.ConvTranspose2d(1, 1, 4, stride=2, padding=1, bias=False)
+        # Both transposed convolutions run as sub-pixel convolutions of the same weights (equal to float
+        # rounding): oneDNN's transposed convolution gives thread-count-dependent bits (odd heights)
 
     def forward(self, feat: torch.Tensor, img: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         for conv in self.convs:
             feat = F.leaky_relu(conv(feat), _SLOPE)
         h, w = feat.shape[-2:]
         # the asymmetric crop drops the last row and column; torch's padding would crop both sides
-        feat = F.leaky_relu(self.upconv(feat)[..., : 2 * h, : 2 * w], _SLOPE)
-        return feat, self.img_up(img) + self.residual(feat)
+        feat = F.leaky_relu(conv_transpose_subpixel(feat, self.upconv)[..., : 2 * h, : 2 * w], _SLOPE)
+        return feat, conv_transpose_subpixel(img, self.img_up) + self.residual(feat)
 
 
 class LapSRNNet(nn.Module):

@@ -12,9 +12,9 @@ from __future__ import annotations
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
+from methods._thread_invariant import gelu
 from methods.zoo._blocks import LKA, LKA_RADIUS, BSConvU, ChannelLayerNorm, distilled_trunk
 from methods.zoo._spec import ZooModel, nested_state
 
@@ -51,13 +51,13 @@ class LKDB(nn.Module):
         self.pixel_norm = ChannelLayerNorm(channels)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        d1 = F.gelu(self.c1_d(x))
-        r1 = F.gelu(self.c1_r(x))
-        d2 = F.gelu(self.c2_d(r1))
-        r2 = F.gelu(self.c2_r(r1))
-        d3 = F.gelu(self.c3_d(r2))
-        r3 = F.gelu(self.c3_r(r2))
-        r4 = F.gelu(self.c4(r3))
+        d1 = gelu(self.c1_d(x))
+        r1 = gelu(self.c1_r(x))
+        d2 = gelu(self.c2_d(r1))
+        r2 = gelu(self.c2_r(r1))
+        d3 = gelu(self.c3_d(r2))
+        r3 = gelu(self.c3_r(r2))
+        r4 = gelu(self.c4(r3))
         out = self.atten(self.c5(torch.cat([d1, d2, d3, r4], dim=1)))
         return self.pixel_norm(self.c6(out)) + x
 

@@ -16,6 +16,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from bench.errors import UsageError
+from methods._thread_invariant import sigmoid, upsample_bilinear
 from methods.zoo._spec import ZooModel, flat_state
 
 __all__ = ["MODELS", "PA", "PAConv", "PANNet", "PANSkeleton", "SCPA", "upa_radius"]
@@ -31,7 +32,7 @@ class PA(nn.Module):
         self.conv = nn.Conv2d(nf, nf, 1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return x * torch.sigmoid(self.conv(x))
+        return x * sigmoid(self.conv(x))
 
 
 class PAConv(nn.Module):
@@ -44,7 +45,7 @@ class PAConv(nn.Module):
         self.k4 = nn.Conv2d(nf, nf, 3, padding=1, bias=False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.k4(self.k3(x) * torch.sigmoid(self.k2(x)))
+        return self.k4(self.k3(x) * sigmoid(self.k2(x)))
 
 
 class SCPA(nn.Module):
@@ -116,7 +117,8 @@ class PANSkeleton(nn.Module):
             fea = _upa_stage(fea, 2, self.upconv2, self.att2, self.HRconv2)
         else:
             fea = _upa_stage(fea, self.scale, self.upconv1, self.att1, self.HRconv1)
-        base = F.interpolate(x, scale_factor=self.scale, mode="bilinear", align_corners=False)
+        h, w = x.shape[-2:]
+        base = upsample_bilinear(x, (h * self.scale, w * self.scale))  # align_corners=False
         return self.conv_last(fea) + base
 
 

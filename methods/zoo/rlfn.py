@@ -20,6 +20,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from methods._thread_invariant import sigmoid, upsample_bilinear
 from methods.zoo._spec import ZooModel, flat_state
 
 __all__ = ["MODELS", "RLFNNet"]
@@ -47,8 +48,8 @@ class ESA(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         c1 = self.conv1(x)
         pooled = F.max_pool2d(self.conv2(c1), kernel_size=7, stride=3)
-        c3 = F.interpolate(self.conv3(pooled), size=x.shape[-2:], mode="bilinear", align_corners=False)
-        return x * torch.sigmoid(self.conv4(c3 + self.conv_f(c1)))
+        c3 = upsample_bilinear(self.conv3(pooled), x.shape[-2:])  # align_corners=False
+        return x * sigmoid(self.conv4(c3 + self.conv_f(c1)))
 
 
 class RLFB(nn.Module):

@@ -15,6 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from methods._thread_invariant import gelu
 from methods.zoo._spec import ZooModel, nested_state
 
 __all__ = ["FMB", "MODELS", "PCFN", "SMFA", "SMFANetNet"]
@@ -35,11 +36,10 @@ class _LocalDetail(nn.Module):
         self.conv_0 = nn.Sequential(
             nn.Conv2d(channels, hidden, 3, padding=1, groups=channels), nn.Conv2d(hidden, hidden, 1)
         )
-        self.act = nn.GELU()
         self.conv_1 = nn.Conv2d(hidden, channels, 1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.conv_1(self.act(self.conv_0(x)))
+        return self.conv_1(gelu(self.conv_0(x)))
 
 
 class SMFA(nn.Module):
@@ -56,7 +56,6 @@ class SMFA(nn.Module):
         self.linear_2 = nn.Conv2d(channels, channels, 1)
         self.lde = _LocalDetail(channels)
         self.dw_conv = nn.Conv2d(channels, channels, 3, padding=1, groups=channels)
-        self.gelu = nn.GELU()
         self.alpha = nn.Parameter(torch.ones(1, channels, 1, 1))
         self.belt = nn.Parameter(torch.zeros(1, channels, 1, 1))
 
@@ -66,7 +65,7 @@ class SMFA(nn.Module):
         # adaptive, not a fixed 8x8 pool: for sizes that are not multiples of 8 the windows overlap
         x_s = self.dw_conv(F.adaptive_max_pool2d(x, (h // _POOL, w // _POOL)))
         x_v = torch.var(x, dim=(-2, -1), keepdim=True)  # unbiased (N-1), as the authors' torch.var
-        m = self.gelu(self.linear_1(x_s * self.alpha + x_v * self.belt))
+        m = gelu(self.linear_1(x_s * self.alpha + x_v * self.belt))
         x_l = x * F.interpolate(m, size=(h, w), mode="nearest")
         return self.linear_2(x_l + self.lde(y))
 
@@ -81,12 +80,11 @@ class PCFN(nn.Module):
         self.conv_0 = nn.Conv2d(channels, hidden, 1)
         self.conv_1 = nn.Conv2d(self.partial, self.partial, 3, padding=1)
         self.conv_2 = nn.Conv2d(hidden, channels, 1)
-        self.act = nn.GELU()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = self.act(self.conv_0(x))
+        x = gelu(self.conv_0(x))
         head, rest = x.split([self.partial, x.shape[1] - self.partial], dim=1)
-        return self.conv_2(torch.cat((self.act(self.conv_1(head)), rest), dim=1))
+        return self.conv_2(torch.cat((gelu(self.conv_1(head)), rest), dim=1))
 
 
 class FMB(nn.Module):

@@ -11,9 +11,9 @@ from __future__ import annotations
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
+from methods._thread_invariant import gelu
 from methods.zoo._blocks import LKA, LKA_RADIUS, ChannelLayerNorm
 from methods.zoo._spec import ZooModel, nested_state
 
@@ -49,7 +49,7 @@ class VAB(nn.Module):
         self.pixel_norm = ChannelLayerNorm(channels)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        t = self.atten_branch(F.gelu(self.proj_1(x)))
+        t = self.atten_branch(gelu(self.proj_1(x)))
         return self.pixel_norm(self.proj_2(t) + x)
 
 
