@@ -475,7 +475,12 @@ def test_ctrl_c_saves_what_was_computed_and_says_how_to_resume(tmp_path, capsys)
 
     _register("f-ctrlc", interrupt_on_second)
     folder = _folder(tmp_path, {f"{c}.png": _image(40, 40, seed=i) for i, c in enumerate("abc")})
-    assert _run(tmp_path, "bicubic,f-ctrlc", folder) == 130
+    # as from a terminal: a shell starts background jobs (CI under nohup &) with SIGINT ignored
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        assert _run(tmp_path, "bicubic,f-ctrlc", folder) == 130
+    finally:
+        signal.signal(signal.SIGINT, previous)
     cap = capsys.readouterr()
     out = tmp_path / "run"
     assert f"continue with 'python -m bench run --resume {out}'" in cap.err

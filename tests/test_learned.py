@@ -283,9 +283,6 @@ def test_cuda_matches_cpu(name: str, random_weights) -> None:
     assert np.abs(cpu - gpu).max() < 0.05
 
 
-# ----------------------------------------------------------------------------------------- quality
-
-
 # ----------------------------------------------------------------------------------------- bounded memory
 
 
@@ -340,6 +337,9 @@ def test_imresize_rows_and_strips_equal_the_whole_result(scale, monkeypatch: pyt
             m.setattr(module, "_WHOLE_ELEMENTS", 0)
             m.setattr(module, "_STRIP_ELEMENTS", 50)
             assert np.array_equal(imresize(img, scale), whole)
+
+
+# ----------------------------------------------------------------------------------------- quality
 
 
 def _paper_y(img: np.ndarray, gray: bool) -> np.ndarray:
