@@ -70,13 +70,29 @@ def pointwise(fn: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor) -> to
 
 
 def sigmoid(x: torch.Tensor) -> torch.Tensor:
-    """`torch.sigmoid`, the same at every CPU thread count (see `pointwise`)."""
+    """`torch.sigmoid` of `x`, the same at every CPU thread count (see `pointwise`)."""
     return pointwise(torch.sigmoid, x)
 
 
 def gelu(x: torch.Tensor) -> torch.Tensor:
-    """`F.gelu` (exact, erf form), the same at every CPU thread count (see `pointwise`)."""
-    return pointwise(F.gelu, x)
+    """`F.gelu` (exact, erf form) of `x` (same shape and memory format), the same at every CPU thread count.
+
+    torch hands a contiguous float32 tensor to oneDNN, whose GELU runs every element through the same
+    vector code at any thread count, and anything else (a channels-last tensor) to its own kernel, with
+    the thread-dependent scalar ends `pointwise` describes. So a channels-last tensor goes to oneDNN as
+    its contiguous NHWC view; without oneDNN, `pointwise` does the work.
+    """
+    if x.device.type != "cpu" or x.numel() <= _PIECE:
+        return F.gelu(x)  # one thread at any count
+    if (
+        x.dtype != torch.float32
+        or not torch.backends.mkldnn.is_available()
+        or not torch.backends.mkldnn.enabled
+    ):
+        return pointwise(F.gelu, x)
+    if x.dim() == 4 and x.shape[1] > 1 and x.stride(1) == 1:  # channels last (or a view of such)
+        return F.gelu(x.permute(0, 2, 3, 1).contiguous()).permute(0, 3, 1, 2)
+    return F.gelu(x.contiguous())
 
 
 def _linear_taps(
