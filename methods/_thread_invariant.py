@@ -8,7 +8,9 @@ devices it is the plain op.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+import contextlib
+import contextvars
+from collections.abc import Callable, Iterator, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -21,11 +23,25 @@ __all__ = [
     "gelu",
     "upsample_bilinear",
     "conv_transpose_subpixel",
+    "counting_macs",
 ]
 
 # Elements per piece in `pointwise`: under torch's parallel grain (at::internal::GRAIN_SIZE, 32768), so
 # each piece runs on one thread, and a multiple of every SIMD width, so no piece but the last has a tail.
 _PIECE = 16384
+# set by `counting_macs`
+_COUNTING = contextvars.ContextVar("counting_macs", default=False)
+
+
+@contextlib.contextmanager
+def counting_macs() -> Iterator[None]:
+    """Within: `conv_transpose_subpixel` runs the transposed convolution itself, so that a flop counter
+    counts the network's multiply-adds, not the zero taps the sub-pixel form also multiplies."""
+    token = _COUNTING.set(True)
+    try:
+        yield
+    finally:
+        _COUNTING.reset(token)
 
 
 def pin_pointwise_convs(net: nn.Module) -> nn.Module:
@@ -119,6 +135,7 @@ def upsample_bilinear(x: torch.Tensor, size: Sequence[int]) -> torch.Tensor:
     multiplications and additions, in the order torch's kernel sums the four taps.
     """
     channels_last = not x.is_contiguous() and x.is_contiguous(memory_format=torch.channels_last)
+    x = x.contiguous()  # the gathers below run along rows of NCHW memory
     i0, i1, w0, w1 = _linear_taps(x.shape[-1], int(size[1]), x.device)
     x = x.index_select(-1, i0) * w0.to(x.dtype) + x.index_select(-1, i1) * w1.to(x.dtype)
     i0, i1, w0, w1 = _linear_taps(x.shape[-2], int(size[0]), x.device)
@@ -151,6 +168,8 @@ def conv_transpose_subpixel(x: torch.Tensor, deconv: nn.ConvTranspose2d) -> torc
     NxCinxhxw -> NxCoutxHxW with H, W the transposed convolution's output size; equal to it up to float
     rounding, and differentiable in `deconv`'s weight and bias.
     """
+    if _COUNTING.get():
+        return deconv(x)
     k, s, extra = deconv.kernel_size[0], deconv.stride[0], deconv.output_padding[0]
     p = int(deconv.padding[0])  # an int tuple: transposed convolutions take no 'same' padding
     h, w = x.shape[-2:]

@@ -20,6 +20,7 @@ from bench.errors import MethodError, UsageError, WeightsError
 from bench.imresize import KERNELS, imresize
 from bench.metrics import to_uint8
 from methods import _tiles
+from methods._thread_invariant import counting_macs
 from methods._tiles import (
     auto_tile,
     forward_band,
@@ -199,7 +200,7 @@ def macs_720p(net: nn.Module, scale: int, input_upscaled: bool) -> int:
 
     side = 12 * scale if input_upscaled else 12
     x = torch.zeros(1, 1, side, side, device=next(net.parameters()).device)
-    with torch.inference_mode(), FlopCounterMode(display=False) as counter:
+    with torch.inference_mode(), FlopCounterMode(display=False) as counter, counting_macs():
         net(x)
     out_pixels = (12 * scale) ** 2
     return int(round(counter.get_total_flops() / 2 / out_pixels * 1280 * 720))

@@ -162,3 +162,15 @@ def test_pinned_pointwise_convs_give_the_same_numbers(restore_threads: None) -> 
         torch.testing.assert_close(net(x), ref, rtol=1e-5, atol=1e-5)
     assert [m.dilation for m in net if isinstance(m, nn.Conv2d)] == [(1, 1), (2, 2), (2, 2)]
     _assert_thread_invariant(lambda: net(x))
+
+
+@pytest.mark.parametrize("scale", [2, 3, 4])
+def test_fsrcnn_macs_count_the_transposed_convolution_not_the_subpixel_zero_taps(scale: int) -> None:
+    from methods._torchsr import macs_720p
+    from methods.fsrcnn import FSRCNNNet
+
+    net = FSRCNNNet(scale)
+    assert net.subpixel_deconv  # what inference runs
+    counted = macs_720p(net, scale, input_upscaled=False)
+    net.subpixel_deconv = False
+    assert counted == macs_720p(net, scale, input_upscaled=False)

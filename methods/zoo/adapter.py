@@ -17,7 +17,7 @@ from bench.errors import MethodError, UsageError, WeightsError
 from bench.metrics import to_uint8
 from bench.registry import resolve_device
 from methods import _tiles
-from methods._thread_invariant import pin_pointwise_convs
+from methods._thread_invariant import counting_macs, pin_pointwise_convs
 from methods._tiles import forward_band, forward_tiled, processing, release_freed_memory, row_blocks, spans
 from methods._torchsr import YChannelMethod
 from methods.zoo._spec import ZooModel
@@ -72,7 +72,7 @@ def macs_720p(net: nn.Module, scale: int, channels: int, input_range: float) -> 
 
     device = next(net.parameters()).device
     x = torch.rand(1, channels, _FLOP_SIDE, _FLOP_SIDE, device=device) * input_range
-    with torch.inference_mode(), FlopCounterMode(display=False) as counter:
+    with torch.inference_mode(), FlopCounterMode(display=False) as counter, counting_macs():
         net(x)
     return int(round(counter.get_total_flops() / 2 / (_FLOP_SIDE * scale) ** 2 * 1280 * 720))
 
