@@ -273,7 +273,6 @@ class _QualityPass:
         self.hung: dict[str, str] = {}  # method -> the error its later cells get after one time-out
         self.order: dict[tuple[Any, ...], tuple[int, ...]] = {}  # row key -> where the tables list it
         self.position: tuple[int, int, int] = (0, 0, 0)  # (dataset, scale, image) being submitted
-        self.resolved_order: list[str] = []
 
     def _note_timeout(self, row: dict[str, Any]) -> dict[str, Any]:
         if row.get("status") == "failed" and str(row.get("error", "")).startswith("CellTimeout:"):
@@ -342,7 +341,7 @@ class _QualityPass:
         """One image at a time, every method on it: memory holds a few images, never a whole dataset.
 
         (The tables list rows method by method: `tables` sorts them by `self.order`.)"""
-        self.resolved_order.append(ds.name)
+        ds_pos = list(self.resolved).index(ds.name)  # run() lists every dataset before the first starts
         for scale in self.req.scales:
             names = [n for n in self.req.methods if has_scale(n, scale)]  # others noted once, at the start
             if not names:
@@ -352,7 +351,7 @@ class _QualityPass:
             to_save = images_to_save(usable, self.req.save_images)
             methods = {name: self.method(name, scale) for name in names}
             for i, sample in enumerate(ds.samples(scale)):
-                self.position = (len(self.resolved_order), self.req.scales.index(scale), i)
+                self.position = (ds_pos, self.req.scales.index(scale), i)
                 if big_enough(sample, self.protocol, ds):
                     for name in names:
                         self.submit(name, methods[name], sample, to_save)
