@@ -22,7 +22,7 @@ from bench.upscale import UserWeightsMethod, build_method
 
 __all__ = [
     "row_key", "has_scale", "skipped_scales", "images_to_save", "save_png", "is_oom",
-    "upscale_or_tile", "failure_row", "failed", "finish", "run_one", "OOM_TILE", "MAX_SKIP_LINES",
+    "upscale_or_tile", "failure_row", "failed", "hung_message", "finish", "run_one", "OOM_TILE", "MAX_SKIP_LINES",
 ]  # fmt: skip
 
 Log = Callable[[str], None]
@@ -155,6 +155,18 @@ def failed(base: dict[str, Any], exc: BaseException, log: Log) -> dict[str, Any]
         msg = f"{type(exc).__name__}: {exc}".splitlines()[0][:300]
     log(f"failed: {base['method']} on {base['dataset']}/{base['image']} x{base['scale']}: {msg}")
     return failure_row(base, msg)
+
+
+def hung_message(row: dict[str, Any]) -> str | None:
+    """For a cell that timed out, the error of its method's later cells in the run (else None).
+
+    One time-out per method: a hung method would otherwise cost the whole limit on every image."""
+    if row.get("status") != "failed" or not str(row.get("error", "")).startswith("CellTimeout:"):
+        return None
+    return (
+        f"not run: {row['method']} timed out on {row['dataset']}/{row['image']} x{row['scale']} "
+        f"earlier in this run; --resume retries it"
+    )
 
 
 def finish(

@@ -23,6 +23,7 @@ from bench.cells import (
     failure_row,
     finish,
     has_scale,
+    hung_message,
     images_to_save,
     row_key,
     run_one,
@@ -141,6 +142,12 @@ def run(req: RunRequest, *, progress: bool = True, log: Log = _stderr) -> RunOut
     for note in skipped_scales(req.methods, req.scales):
         log(note)
     device = resolve_device(req.device)
+    if "latency" in req.passes and req.scheduler is None and req.workers is None:
+        from bench.latency import check_latency_memory
+
+        # a size that cannot fit is a usage error now, not after the quality pass (checked again before the
+        # latency pass: the memory free then is what counts); a cluster's worker checks its own
+        check_latency_memory(_latency_names(req), req.scales, req.sizes, device)
     store = RunStore(req.out)
     store.claim(resume=req.resume, force=req.force)
     try:
@@ -148,6 +155,10 @@ def run(req: RunRequest, *, progress: bool = True, log: Log = _stderr) -> RunOut
             return _run_passes(req, protocol, device, store, progress, log)
     finally:
         store.release()
+
+
+def _latency_names(req: RunRequest) -> list[str]:
+    return [m for m in req.methods if not m.startswith("dir:")]  # stored outputs have no latency
 
 
 @contextlib.contextmanager
@@ -211,7 +222,7 @@ def _run_passes(
         from bench.latency import add_peak_fraction, check_latency_memory, latency_pass
         from bench.probe import matmul_gflops
 
-        names = [m for m in req.methods if not m.startswith("dir:")]
+        names = _latency_names(req)
         build = partial(build_method, weights=req.weights)  # the run's method options
         # on a cluster: one worker alone times every method, with its own probe (env.json's machine keys)
         remote = latency_on_cluster(req, device, names, build, env)
@@ -275,9 +286,9 @@ class _QualityPass:
         self.position: tuple[int, int, int] = (0, 0, 0)  # (dataset, scale, image) being submitted
 
     def _note_timeout(self, row: dict[str, Any]) -> dict[str, Any]:
-        if row.get("status") == "failed" and str(row.get("error", "")).startswith("CellTimeout:"):
-            self.hung.setdefault(row["method"], f"not run: {row['method']} timed out on {row['dataset']}/"
-                                 f"{row['image']} x{row['scale']} earlier in this run; --resume retries it")  # fmt: skip
+        hung = hung_message(row)
+        if hung is not None:
+            self.hung.setdefault(row["method"], hung)
         return row
 
     def _keep(self, row: dict[str, Any]) -> None:

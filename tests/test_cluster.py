@@ -119,22 +119,39 @@ def _first_call(flag: str) -> bool:
     return True
 
 
-class _RegisterKiller(WorkerPlugin):  # type: ignore[misc,valid-type]
-    """Registers `killer` in every worker's registry, including workers started to replace dead ones."""
+class _Spinner:
+    """bicubic, except that it never returns: a Python loop (a time limit can end it in any thread)."""
 
-    def __init__(self, flag: Path, every: bool) -> None:
-        self.factory = functools.partial(_Killer, flag=str(flag), every=every)
+    def __init__(self, *, scale: int, device: str) -> None:
+        self.scale, self.device = scale, device
+
+    def upscale(self, lr: np.ndarray) -> np.ndarray:
+        while True:
+            pass
+
+    def info(self) -> MethodInfo:
+        return MethodInfo("spinner", self.scale, self.device)
+
+
+class _Register(WorkerPlugin):  # type: ignore[misc,valid-type]
+    """Registers a method in every worker's registry, including workers started to replace dead ones."""
+
+    def __init__(self, name: str, factory: Any) -> None:
+        self.name, self.factory = name, factory
 
     def setup(self, worker: Any) -> None:
-        registry.list_methods()  # the built-ins first: `killer` must not be overwritten by them
-        registry.register_method("killer", self.factory, replace=True)
+        registry.list_methods()  # the built-ins first: the test's method must not be overwritten by them
+        registry.register_method(self.name, self.factory, replace=True)
+
+
+def _with_method(client: Any, monkeypatch: pytest.MonkeyPatch, name: str, factory: Any) -> None:
+    client.register_plugin(_Register(name, factory))
+    registry.list_methods()
+    monkeypatch.setitem(registry._METHODS, name, factory)  # the client checks the name exists
 
 
 def _with_killer(client: Any, monkeypatch: pytest.MonkeyPatch, flag: Path, every: bool) -> None:
-    plugin = _RegisterKiller(flag, every)
-    client.register_plugin(plugin)
-    registry.list_methods()
-    monkeypatch.setitem(registry._METHODS, "killer", plugin.factory)  # the client checks the name exists
+    _with_method(client, monkeypatch, "killer", functools.partial(_Killer, flag=str(flag), every=every))
 
 
 # ------------------------------------------------------------------------------------------ no Dask
@@ -190,7 +207,7 @@ def test_cluster_bad_options_are_usage_errors(
 
 
 def test_cluster_gpu_is_requested_for_learned_methods_on_cuda_only() -> None:
-    from bench.cluster import _needs_gpu
+    from bench.cluster.connect import needs_gpu as _needs_gpu
 
     assert _needs_gpu("srcnn", "cuda") and _needs_gpu("imdn", "cuda:1")
     assert not _needs_gpu("srcnn", "cpu") and not _needs_gpu("bicubic", "cuda")
@@ -386,3 +403,30 @@ def test_cluster_client_killed_and_resumed_recomputes_nothing_received(
     after = _journal_lines(out)
     assert len(after) == total and after[: len(before)] == before
     assert {json.loads(ln)["method"] for ln in after} == {"nearest", "bilinear", "bicubic"}
+
+
+@pytest.mark.slow
+def test_cluster_cell_timeout_fails_a_hung_method_and_cancels_its_other_tasks(
+    many_images: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with _local_cluster() as client:
+        _with_method(client, monkeypatch, "spinner", _Spinner)
+        args = _quality_args("spinner,bicubic", str(many_images), "2")
+        argv = [
+            *args,
+            "--scheduler",
+            client.scheduler.address,
+            "--cell-timeout",
+            "1",
+            "--out",
+            str(tmp_path / "r"),
+        ]
+        assert main(argv) == 1
+    rows = _quality(tmp_path / "r")
+    assert len(rows) == 2 * 30 and (rows[rows["method"] == "bicubic"]["status"] == "ok").all()
+    spun = rows[rows["method"] == "spinner"]
+    assert (spun["status"] == "failed").all()
+    timed_out = spun["error"].str.startswith("CellTimeout: timed out after 1 s").sum()
+    # one time-out per task a worker had started before the client saw the first: not one per image
+    assert 1 <= timed_out <= 6, spun["error"].tolist()
+    assert spun["error"].str.startswith("not run: spinner timed out on many/").sum() == 30 - timed_out

@@ -212,6 +212,14 @@ def test_run_latency_size_too_large_fails_before_allocating(
         assert (hwm - rss0) * 1024 < 2**30
 
 
+def test_run_latency_size_too_large_fails_before_the_quality_pass(tmp_path: Path) -> None:
+    out = tmp_path / "r"
+    args = ["run", "--methods", "bicubic", "--datasets", "sample", "--scales", "2", "--pass", "quality,latency",
+            "--sizes", "99999x99999", "--no-report", "--no-progress", "--out", str(out)]  # fmt: skip
+    assert main(args) == 2
+    assert not out.exists()  # refused before the folder was claimed: no quality row computed and then lost
+
+
 def test_latency_pass_one_row_per_method_scale_size() -> None:
     df, infos = latency_pass(
         ["nearest", "bicubic"], [2, 3], sizes=[(24, 40), (12, 12)], progress=False, **FAST

@@ -85,6 +85,8 @@ class Dataset:
                     raise
                 self.problems.append(ImageProblem(self.name, name, str(exc)))
                 continue
+            finally:
+                del data  # the file's bytes are not kept while the caller works on the image
             if image.orientation != 1:
                 self._warn(
                     f"{self.name}/{path.name}: EXIF orientation {image.orientation} "
