@@ -20,8 +20,6 @@ from bench.registry import create_method, method_groups
 
 __all__ = [
     "WEIGHTS_MARK",
-    "AUTO_TILE_LR_PIXELS",
-    "AUTO_TILE",
     "weights_label",
     "weights_methods",
     "build_method",
@@ -33,9 +31,6 @@ __all__ = [
 ]
 
 WEIGHTS_MARK = "@"  # `srcnn@mine`: srcnn running mine.safetensors, never read as the shipped srcnn
-# learned methods run in overlapping tiles above this many LR pixels, so memory stays bounded
-AUTO_TILE_LR_PIXELS = 4_000_000
-AUTO_TILE = 512  # tile side in the method's own unit (LR pixels; HR for networks fed the upscaled image)
 
 PathLike = str | os.PathLike[str]
 
@@ -151,7 +146,8 @@ def build_method(
 @dataclass(frozen=True)
 class UpscaleRequest:
     """What `bench upscale` was asked: `source` an image file or a folder of images, `dest` a .png file
-    or a folder. `tile` (the method's tile unit) forces tiling; None tiles only above AUTO_TILE_LR_PIXELS."""
+    or a folder. `tile` (the method's tile unit) forces tiling; None leaves it to the method
+    (learned methods tile by themselves above their pixel budget, `methods._tiles.AUTO_TILE_PIXELS`)."""
 
     source: Path
     dest: Path
@@ -246,13 +242,9 @@ class _Methods:
 
     def for_image(self, lr: np.ndarray) -> tuple[Any, bool]:
         """(method, runs in tiles) for an HxWx3 LR image."""
-        if not hasattr(self.whole, "tile"):
-            return self.whole, False
         tile = self.req.tile
-        if tile is None and lr.shape[0] * lr.shape[1] > AUTO_TILE_LR_PIXELS:
-            tile = AUTO_TILE
-        if tile is None:
-            return self.whole, False
+        if tile is None or not hasattr(self.whole, "tile"):  # the method's own rule (`runs_in_tiles`)
+            return self.whole, bool(getattr(self.whole, "runs_in_tiles", lambda lr: False)(lr))
         if self.tiled is None or self.tiled.tile != tile:
             self.tiled = build_method(
                 self.req.method,

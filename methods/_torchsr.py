@@ -264,6 +264,10 @@ class YChannelMethod:
         """Whether an HxWx3 LR image's network input is above the budget (it then runs band by band)."""
         return lr.shape[0] * lr.shape[1] * (self.scale // self._factor) ** 2 > _tiles.AUTO_TILE_PIXELS
 
+    def runs_in_tiles(self, lr: np.ndarray) -> bool:
+        """Whether an HxWx3 LR image runs in tiles: `tile` set, or its network input above the budget."""
+        return self.tile is not None or self._in_bands(lr)
+
     def _net_input(self, y: np.ndarray) -> np.ndarray:
         y = np.asarray(y, dtype=np.float64)
         if y.ndim != 2:

@@ -17,6 +17,7 @@ from bench.cli import main
 from bench.data import load_rgb, sha256_file
 from bench.metrics import to_uint8
 from bench.registry import create_method
+from methods import _tiles
 
 WEIGHTS = Path(__file__).resolve().parent.parent / "methods" / "weights"
 
@@ -96,8 +97,9 @@ def test_upscale_tiles_large_images_with_the_same_result(tmp_path, capsys, monke
     src = _image(tmp_path / "in" / "a.png")
     args = ["--method", "srcnn", "--scale", "2"]
     assert main(["upscale", str(src), str(tmp_path / "whole.png"), *args]) == 0
-    monkeypatch.setattr(bench.upscale, "AUTO_TILE_LR_PIXELS", 1000)  # 48x60 LR is "large"
-    monkeypatch.setattr(bench.upscale, "AUTO_TILE", 32)
+    assert "in tiles" not in capsys.readouterr().out
+    monkeypatch.setattr(_tiles, "AUTO_TILE_PIXELS", 1000)  # srcnn's 96x120 network input is "large"
+    monkeypatch.setattr(_tiles, "AUTO_TILE", 32)
     assert main(["upscale", str(src), str(tmp_path / "tiled.png"), *args]) == 0
     assert "(1 in tiles)" in capsys.readouterr().out
     # overlap = receptive radius: equal up to float summation order, so at most one grey level apart

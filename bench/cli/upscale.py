@@ -23,7 +23,7 @@ def add_upscale_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore
         "--tile",
         type=int,
         default=None,
-        help="run learned methods in overlapping tiles of N pixels (default: tiles only above 4 MP of LR)",
+        help="run learned methods in overlapping tiles of N pixels (default: learned methods tile only above 1 MP of network input)",
     )
     up.add_argument("--weights", default=None, metavar="FILE", help="a weights file for the learned method")
     up.add_argument("--no-progress", action="store_true")

@@ -125,6 +125,10 @@ class ZooMethod:
             return self.net(x)
         return forward_tiled(self.net, x, self.tile, self.model.receptive_radius, self.scale)
 
+    def runs_in_tiles(self, lr: np.ndarray) -> bool:
+        """Whether an HxWx3 LR image runs in tiles: `tile` set, or above AUTO_TILE_PIXELS LR pixels."""
+        return self.tile is not None or lr.shape[0] * lr.shape[1] > _tiles.AUTO_TILE_PIXELS
+
     def _upscale_in_bands(self, lr: np.ndarray) -> np.ndarray:
         """A large HxWx3 LR image -> (H*s)x(W*s)x3 uint8, a band of `tile` LR rows at a time: each tile
         sees the input `forward_tiled` gives it, so the numbers are those of the method with `tile` set."""
