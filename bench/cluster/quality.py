@@ -237,32 +237,38 @@ class _ClusterPass:
         fut = self.submit(_run_task, task, name=name)
         self.tasks[fut] = task
         self.futures.add(fut)
+        self.collect(block=False)  # rows of tasks already done are journaled while planning goes on
 
-    def collect(self) -> None:
-        """Journal the rows of each task as it completes; a task that failed fails its cells.
+    def collect(self, block: bool = True) -> None:
+        """Journal the rows of each task as it completes; a task that failed fails its cells. Without
+        `block`, only the tasks already done (planning goes on meanwhile)."""
+        if block:
+            for fut in self.futures:
+                self.finish(fut)
+            # rows in the in-process order, so quality.csv reads the same whoever computed it
+            end = (len(self.order),)
+            self.qp.rows.sort(key=lambda r: self.order.get(rules.row_key(r), end))
+        elif self.futures.has_ready():
+            for fut in self.futures.next_batch(block=False):
+                self.finish(fut)
 
-        After a cell times out, the method's tasks not yet started are cancelled: their cells fail with
-        the time-out's note, as in-process."""
-        for fut in self.futures:
-            task = self.tasks.pop(fut)
-            hung = self.qp.hung.get(task.method)
-            rows, images, notes = self.result(fut, task, hung)
-            fut.release()
-            for note in notes:
-                self.qp.log(note)
-            for image, sr in images.items():  # where the in-process pass saves them
-                rules.save_png(
-                    sr_image_path(self.qp.store.dir, task.method, task.dataset, task.scale, image), sr
-                )
-            for row in rows:
-                self.qp._keep(row)
-            if hung is None and task.method in self.qp.hung:
-                for other, waiting in self.tasks.items():
-                    if waiting.method == task.method and other.status == "pending":
-                        other.cancel()
-        # rows in the in-process order, so quality.csv reads the same whoever computed it
-        end = (len(self.order),)
-        self.qp.rows.sort(key=lambda r: self.order.get(rules.row_key(r), end))
+    def finish(self, fut: Any) -> None:
+        """One task's rows journaled and its SR images saved. After a cell times out, the method's tasks
+        not yet done are cancelled: their cells fail with the time-out's note, as in-process."""
+        task = self.tasks.pop(fut)
+        hung = self.qp.hung.get(task.method)
+        rows, images, notes = self.result(fut, task, hung)
+        fut.release()
+        for note in notes:
+            self.qp.log(note)
+        for image, sr in images.items():  # where the in-process pass saves them
+            rules.save_png(sr_image_path(self.qp.store.dir, task.method, task.dataset, task.scale, image), sr)
+        for row in rows:
+            self.qp._keep(row)
+        if hung is None and task.method in self.qp.hung:
+            for other, waiting in self.tasks.items():
+                if waiting.method == task.method and other.status == "pending":
+                    other.cancel()
 
     @staticmethod
     def result(fut: Any, task: _Task, hung: str | None) -> tuple[list[Row], dict[str, np.ndarray], list[str]]:
