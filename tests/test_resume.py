@@ -120,7 +120,10 @@ def test_resume_after_kill_equals_an_uninterrupted_run(
     env = {k: v for k, v in os.environ.items() if k != "SRBENCH_DATA_PATH"}
     env.update(PYTHONPATH=str(REPO), SRBENCH_CACHE=str(tmp_path / "cache"), SRBENCH_PROGRESS="0")
     cmd = [sys.executable, "-m", "bench", *_cli_run(METHODS, str(many_images), "2,3,4"), "--out", str(out)]
-    proc = subprocess.Popen(cmd, cwd=tmp_path, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    # as from a terminal: a shell starts background jobs (CI under nohup &) with SIGINT ignored, which the
+    # child would inherit
+    proc = subprocess.Popen(cmd, cwd=tmp_path, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))  # fmt: skip
     try:
         deadline = time.monotonic() + 180
         while _complete_lines(out) < 10 and proc.poll() is None and time.monotonic() < deadline:
