@@ -125,9 +125,14 @@ class ZooMethod:
             return self.net(x)
         return forward_tiled(self.net, x, self.tile, self.model.receptive_radius, self.scale)
 
+    @staticmethod
+    def _in_bands(lr: np.ndarray) -> bool:
+        """Whether an HxWx3 LR image is above AUTO_TILE_PIXELS LR pixels (it then runs band by band)."""
+        return lr.shape[0] * lr.shape[1] > _tiles.AUTO_TILE_PIXELS
+
     def runs_in_tiles(self, lr: np.ndarray) -> bool:
-        """Whether an HxWx3 LR image runs in tiles: `tile` set, or above AUTO_TILE_PIXELS LR pixels."""
-        return self.tile is not None or lr.shape[0] * lr.shape[1] > _tiles.AUTO_TILE_PIXELS
+        """Whether an HxWx3 LR image runs in tiles: `tile` set, or above the budget."""
+        return self.tile is not None or self._in_bands(lr)
 
     def _upscale_in_bands(self, lr: np.ndarray) -> np.ndarray:
         """A large HxWx3 LR image -> (H*s)x(W*s)x3 uint8, a band of `tile` LR rows at a time: each tile
@@ -155,7 +160,7 @@ class ZooMethod:
         out: list[np.ndarray | None] = [None] * len(arrays)
         groups: dict[tuple[int, ...], list[int]] = {}
         for i, a in enumerate(arrays):
-            if a.shape[0] * a.shape[1] > _tiles.AUTO_TILE_PIXELS:
+            if self._in_bands(a):
                 out[i] = self._upscale_in_bands(a)
             else:
                 groups.setdefault(a.shape, []).append(i)
